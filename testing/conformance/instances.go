@@ -1,0 +1,251 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/ccmkit/ccmkit/cloudcall"
+	"github.com/ccmkit/ccmkit/instances"
+)
+
+// InstancesFixture is a backend under test and what it is known to hold.
+type InstancesFixture struct {
+	// Source is the backend. If it implements instances.Lister, the list
+	// cases run too.
+	Source instances.Source
+	// Known are instances the backend holds, as it should report them. They
+	// must include at least one with a NodeName; the suite compares ID,
+	// NodeName, Type, Zone, Region, State and Addresses.
+	Known []instances.Instance
+	// MissingID and MissingNodeName name an instance and a node the backend
+	// does not have.
+	MissingID, MissingNodeName string
+}
+
+type instancesCase struct {
+	name, rule string
+	check      func(ctx context.Context, f InstancesFixture) error
+}
+
+var instancesCases = []instancesCase{
+	{
+		name: "lookup-by-id",
+		rule: "Lookup with Key.ID returns that instance with the fields the cloud holds",
+		check: func(ctx context.Context, f InstancesFixture) error {
+			var errs []error
+			for _, want := range f.Known {
+				got, err := f.Source.Lookup(ctx, instances.Key{ID: want.ID})
+				if err != nil {
+					errs = append(errs, fmt.Errorf("Lookup(id %q): %w", want.ID, err))
+					continue
+				}
+				errs = append(errs, sameInstance(want, got))
+			}
+			return errors.Join(errs...)
+		},
+	},
+	{
+		name: "lookup-by-node-name",
+		rule: "Lookup with only Key.NodeName finds the instance running that node (used before the node has a providerID)",
+		check: func(ctx context.Context, f InstancesFixture) error {
+			var errs []error
+			named := 0
+			for _, want := range f.Known {
+				if want.NodeName == "" || want.State == instances.StateTerminated {
+					continue
+				}
+				named++
+				got, err := f.Source.Lookup(ctx, instances.Key{NodeName: want.NodeName})
+				if err != nil {
+					errs = append(errs, fmt.Errorf("Lookup(node %q): %w", want.NodeName, err))
+					continue
+				}
+				errs = append(errs, sameInstance(want, got))
+			}
+			if named == 0 {
+				errs = append(errs, errors.New("fixture has no named, non-terminated instance"))
+			}
+			return errors.Join(errs...)
+		},
+	},
+	{
+		name: "id-is-authoritative",
+		rule: "when Key has both ID and NodeName, the ID decides: a node name can be reused by a new instance",
+		check: func(ctx context.Context, f InstancesFixture) error {
+			if len(f.Known) < 2 {
+				return errors.New("fixture needs at least two instances")
+			}
+			a, b := f.Known[0], f.Known[1]
+			got, err := f.Source.Lookup(ctx, instances.Key{ID: a.ID, NodeName: b.NodeName})
+			if err != nil {
+				return fmt.Errorf("Lookup(id %q, node %q): %w", a.ID, b.NodeName, err)
+			}
+			if got == nil || got.ID != a.ID {
+				return fmt.Errorf("Lookup(id %q, node %q) returned %v, want instance %q", a.ID, b.NodeName, idOf(got), a.ID)
+			}
+			return nil
+		},
+	},
+	{
+		name: "missing-is-not-found",
+		rule: "a missing instance is an error wrapping cloudcall.ErrNotFound and no instance, by ID and by name: never (nil, nil), never an unclassified error",
+		check: func(ctx context.Context, f InstancesFixture) error {
+			var errs []error
+			for _, key := range []instances.Key{{ID: f.MissingID}, {NodeName: f.MissingNodeName}} {
+				got, err := f.Source.Lookup(ctx, key)
+				if !errors.Is(err, cloudcall.ErrNotFound) {
+					errs = append(errs, fmt.Errorf("Lookup(%s) error = %v, want one wrapping cloudcall.ErrNotFound", key, err))
+				}
+				if got != nil {
+					errs = append(errs, fmt.Errorf("Lookup(%s) returned instance %q with its error", key, got.ID))
+				}
+			}
+			return errors.Join(errs...)
+		},
+	},
+	{
+		name: "cancelled-context",
+		rule: "a call with a cancelled context returns an error wrapping context.Canceled, not a result: controllers cancel on shutdown",
+		check: func(ctx context.Context, f InstancesFixture) error {
+			ctx, cancel := context.WithCancel(ctx)
+			cancel()
+			_, err := f.Source.Lookup(ctx, instances.Key{ID: f.Known[0].ID})
+			if !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("Lookup with cancelled context: error = %v, want context.Canceled", err)
+			}
+			return nil
+		},
+	},
+	{
+		name: "list-matches-lookup",
+		rule: "List (when implemented) returns every known instance once, with the same fields as Lookup, and no nil entries",
+		check: func(ctx context.Context, f InstancesFixture) error {
+			l, ok := f.Source.(instances.Lister)
+			if !ok {
+				return nil
+			}
+			list, err := l.List(ctx)
+			if err != nil {
+				return fmt.Errorf("List: %w", err)
+			}
+			var errs []error
+			seen := map[string]*instances.Instance{}
+			for i, inst := range list {
+				if inst == nil {
+					errs = append(errs, fmt.Errorf("List()[%d] is nil", i))
+					continue
+				}
+				if _, dup := seen[inst.ID]; dup {
+					errs = append(errs, fmt.Errorf("List returned instance %q twice", inst.ID))
+				}
+				seen[inst.ID] = inst
+			}
+			for _, want := range f.Known {
+				got, ok := seen[want.ID]
+				if !ok {
+					errs = append(errs, fmt.Errorf("List is missing instance %q", want.ID))
+					continue
+				}
+				errs = append(errs, sameInstance(want, got))
+			}
+			return errors.Join(errs...)
+		},
+	},
+	{
+		name: "concurrent-lookups",
+		rule: "Lookup is safe for concurrent use and gives every caller the same answer (run with -race)",
+		check: func(ctx context.Context, f InstancesFixture) error {
+			var (
+				wg   sync.WaitGroup
+				mu   sync.Mutex
+				errs []error
+			)
+			for i := range 16 {
+				want := f.Known[i%len(f.Known)]
+				wg.Go(func() {
+					got, err := f.Source.Lookup(ctx, instances.Key{ID: want.ID})
+					if err == nil {
+						err = sameInstance(want, got)
+					}
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				})
+			}
+			wg.Wait()
+			return errors.Join(errs...)
+		},
+	},
+}
+
+var compareInstances = cmp.Options{
+	cmpopts.IgnoreFields(instances.Instance{}, "ProviderID", "PodCIDRs", "Labels"),
+	cmpopts.EquateEmpty(),
+}
+
+func sameInstance(want instances.Instance, got *instances.Instance) error {
+	if got == nil {
+		return fmt.Errorf("instance %q: got nil", want.ID)
+	}
+	if d := cmp.Diff(want, *got, compareInstances); d != "" {
+		return fmt.Errorf("instance %q mismatch (-want +got):\n%s", want.ID, d)
+	}
+	return nil
+}
+
+func idOf(inst *instances.Instance) string {
+	if inst == nil {
+		return "<nil>"
+	}
+	return inst.ID
+}
+
+func checkFixture(f InstancesFixture) error {
+	switch {
+	case f.Source == nil:
+		return errors.New("conformance: fixture has no Source")
+	case len(f.Known) == 0:
+		return errors.New("conformance: fixture has no Known instances")
+	case f.MissingID == "" || f.MissingNodeName == "":
+		return errors.New("conformance: fixture needs MissingID and MissingNodeName")
+	}
+	return nil
+}
+
+// TestInstances runs every instances case against f and returns every
+// violation joined, each prefixed with the case name and rule.
+func TestInstances(ctx context.Context, f InstancesFixture) error {
+	if err := checkFixture(f); err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range instancesCases {
+		if err := c.check(ctx, f); err != nil {
+			errs = append(errs, fmt.Errorf("%s (%s): %w", c.name, c.rule, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// RunInstances runs every instances case as a subtest, each with a fresh
+// fixture from newFixture.
+func RunInstances(t *testing.T, newFixture func(t *testing.T) InstancesFixture) {
+	t.Helper()
+	for _, c := range instancesCases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			if err := checkFixture(f); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.check(t.Context(), f); err != nil {
+				t.Errorf("rule: %s\n%v", c.rule, err)
+			}
+		})
+	}
+}

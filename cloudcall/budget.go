@@ -77,9 +77,6 @@ type BudgetOptions struct {
 	Clock clock.Clock
 	// Rand returns a float in [0,1) for jitter (default math/rand/v2).
 	Rand func() float64
-	// Registry receives the budget's metrics, in addition to a private
-	// registry that Gatherer exposes (default: the private registry only).
-	Registry metrics.KubeRegistry
 }
 
 // Budget paces, gates and retries cloud calls. It is safe for concurrent use.
@@ -114,7 +111,7 @@ func NewBudget(opts BudgetOptions) (*Budget, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Budget{opts: o, clock: o.Clock, metrics: newCallMetrics(o.Registry)}
+	b := &Budget{opts: o, clock: o.Clock, metrics: newCallMetrics()}
 	b.buckets[KindRead] = newBucket(o.ReadQPS, o.ReadBurst, o.Reserved)
 	b.buckets[KindWrite] = newBucket(o.WriteQPS, o.WriteBurst, o.Reserved)
 	return b, nil
@@ -349,6 +346,13 @@ func (b *Budget) sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Gatherer returns the registry holding the budget's metrics (for tests and
-// for serving them when no Registry was given).
+// Gatherer returns a private registry holding the budget's metrics, for
+// tests and for callers that serve them themselves.
 func (b *Budget) Gatherer() metrics.Gatherer { return b.metrics.registry }
+
+// Collectors returns the budget's metrics, to register with the registry the
+// binary serves (legacyregistry.MustRegister(b.Collectors()...)); the
+// framework's command does this.
+func (b *Budget) Collectors() []metrics.Registerable {
+	return []metrics.Registerable{b.metrics.calls, b.metrics.latency, b.metrics.rejects}
+}

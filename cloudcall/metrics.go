@@ -13,7 +13,7 @@ type callMetrics struct {
 	rejects  *metrics.CounterVec
 }
 
-func newCallMetrics(extra metrics.KubeRegistry) *callMetrics {
+func newCallMetrics() *callMetrics {
 	m := &callMetrics{
 		registry: metrics.NewKubeRegistry(),
 		calls: metrics.NewCounterVec(&metrics.CounterOpts{
@@ -40,13 +40,6 @@ func newCallMetrics(extra metrics.KubeRegistry) *callMetrics {
 		}, []string{"block", "kind"}),
 	}
 	m.registry.MustRegister(m.calls, m.latency, m.rejects)
-	if extra != nil {
-		// Registering twice in one registry is the caller's mistake; the
-		// private registry keeps counting either way.
-		_ = extra.Register(m.calls)
-		_ = extra.Register(m.latency)
-		_ = extra.Register(m.rejects)
-	}
 	return m
 }
 

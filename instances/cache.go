@@ -31,9 +31,6 @@ type CacheOptions struct {
 	Budget *cloudcall.Budget
 	// Clock is the time source (default the real clock).
 	Clock clock.PassiveClock
-	// Registry receives the cache's metrics in addition to a private
-	// registry (see Cache.Gatherer).
-	Registry metrics.KubeRegistry
 }
 
 // Cache serves instance lookups from memory in front of a Source. It is safe
@@ -88,7 +85,7 @@ func NewCache(src Source, opts CacheOptions) (*Cache, error) {
 		src:    src,
 		opts:   opts,
 		clock:  opts.Clock,
-		m:      newCacheMetrics(opts.Registry),
+		m:      newCacheMetrics(),
 		byID:   map[string]entry{},
 		byName: map[string]entry{},
 	}
@@ -299,8 +296,14 @@ func (c *Cache) NodeDeleted(provider string) func(obj any) {
 	}
 }
 
-// Gatherer returns the private registry holding the cache's metrics.
+// Gatherer returns a private registry holding the cache's metrics.
 func (c *Cache) Gatherer() metrics.Gatherer { return c.m.registry }
+
+// Collectors returns the cache's metrics, to register with the registry the
+// binary serves; the framework's command does this.
+func (c *Cache) Collectors() []metrics.Registerable {
+	return []metrics.Registerable{c.m.requests, c.m.listsTotal}
+}
 
 type cacheMetrics struct {
 	registry                   metrics.KubeRegistry
@@ -310,7 +313,7 @@ type cacheMetrics struct {
 	listsTotal                 *metrics.Counter
 }
 
-func newCacheMetrics(extra metrics.KubeRegistry) *cacheMetrics {
+func newCacheMetrics() *cacheMetrics {
 	m := &cacheMetrics{
 		registry: metrics.NewKubeRegistry(),
 		requests: metrics.NewCounterVec(&metrics.CounterOpts{
@@ -329,10 +332,6 @@ func newCacheMetrics(extra metrics.KubeRegistry) *cacheMetrics {
 		}),
 	}
 	m.registry.MustRegister(m.requests, m.listsTotal)
-	if extra != nil {
-		_ = extra.Register(m.requests)
-		_ = extra.Register(m.listsTotal)
-	}
 	m.hits = m.requests.WithLabelValues("hit")
 	m.negativeHits = m.requests.WithLabelValues("negative_hit")
 	m.misses = m.requests.WithLabelValues("miss")

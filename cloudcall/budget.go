@@ -160,7 +160,7 @@ func (o BudgetOptions) withDefaults() (BudgetOptions, error) {
 	case o.Jitter < 0:
 		o.Jitter = 0
 	case o.Jitter > 1:
-		errs = append(errs, fmt.Errorf("Jitter must be at most 1, got %v", o.Jitter))
+		errs = append(errs, fmt.Errorf("jitter must be at most 1, got %v", o.Jitter))
 	}
 	if o.Reserved == nil {
 		o.Reserved = map[string]float64{"instances": 0.3}
@@ -168,12 +168,12 @@ func (o BudgetOptions) withDefaults() (BudgetOptions, error) {
 	sum := 0.0
 	for block, share := range o.Reserved {
 		if block == "" || share <= 0 || share >= 1 {
-			errs = append(errs, fmt.Errorf("Reserved[%q] must be a share in (0,1), got %v", block, share))
+			errs = append(errs, fmt.Errorf("reserved share of %q must be in (0,1), got %v", block, share))
 		}
 		sum += share
 	}
 	if sum >= 1 {
-		errs = append(errs, fmt.Errorf("Reserved shares add up to %v, must be below 1", sum))
+		errs = append(errs, fmt.Errorf("reserved shares add up to %v, must be below 1", sum))
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}

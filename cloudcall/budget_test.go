@@ -227,7 +227,7 @@ func TestInvalidOptionsReportsEveryProblem(t *testing.T) {
 		Jitter:   2,
 	})
 	require.ErrorIs(t, err, cloudcall.ErrInvalidOptions)
-	for _, want := range []string{"ReadQPS", "add up to", "Jitter"} {
+	for _, want := range []string{"ReadQPS", "add up to", "jitter"} {
 		assert.Contains(t, err.Error(), want)
 	}
 }

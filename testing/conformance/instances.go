@@ -117,7 +117,7 @@ var instancesCases = []instancesCase{
 			cancel()
 			_, err := f.Source.Lookup(ctx, instances.Key{ID: f.Known[0].ID})
 			if !errors.Is(err, context.Canceled) {
-				return fmt.Errorf("Lookup with cancelled context: error = %v, want context.Canceled", err)
+				return fmt.Errorf("lookup with cancelled context: error = %v, want context.Canceled", err)
 			}
 			return nil
 		},
@@ -132,24 +132,24 @@ var instancesCases = []instancesCase{
 			}
 			list, err := l.List(ctx)
 			if err != nil {
-				return fmt.Errorf("List: %w", err)
+				return fmt.Errorf("list: %w", err)
 			}
 			var errs []error
 			seen := map[string]*instances.Instance{}
 			for i, inst := range list {
 				if inst == nil {
-					errs = append(errs, fmt.Errorf("List()[%d] is nil", i))
+					errs = append(errs, fmt.Errorf("list()[%d] is nil", i))
 					continue
 				}
 				if _, dup := seen[inst.ID]; dup {
-					errs = append(errs, fmt.Errorf("List returned instance %q twice", inst.ID))
+					errs = append(errs, fmt.Errorf("list returned instance %q twice", inst.ID))
 				}
 				seen[inst.ID] = inst
 			}
 			for _, want := range f.Known {
 				got, ok := seen[want.ID]
 				if !ok {
-					errs = append(errs, fmt.Errorf("List is missing instance %q", want.ID))
+					errs = append(errs, fmt.Errorf("list is missing instance %q", want.ID))
 					continue
 				}
 				errs = append(errs, sameInstance(want, got))

@@ -158,3 +158,25 @@ func BenchmarkInstanceExistsCached(b *testing.B) {
 		i++
 	}
 }
+
+// TestCachedHitPathAllocations pins the hit path's allocations: none for
+// InstanceExists, three for InstanceMetadata (the result, its address copy,
+// the providerID string), which the caller owns.
+func TestCachedHitPathAllocations(t *testing.T) {
+	cloud, nodes := cluster(t, 10)
+	c, err := instances.NewCache(cloud.Instances(), instances.CacheOptions{Clock: clocktesting.NewFakeClock(time.Unix(0, 0))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2 := instances.NewInstancesV2(c, "fake")
+	ctx := t.Context()
+	if _, err := v2.InstanceExists(ctx, nodes[0]); err != nil {
+		t.Fatal(err)
+	}
+	if got := testing.AllocsPerRun(100, func() { _, _ = v2.InstanceExists(ctx, nodes[1]) }); got != 0 {
+		t.Errorf("InstanceExists hit: %v allocs, want 0", got)
+	}
+	if got := testing.AllocsPerRun(100, func() { _, _ = v2.InstanceMetadata(ctx, nodes[1]) }); got > 3 {
+		t.Errorf("InstanceMetadata hit: %v allocs, want at most 3", got)
+	}
+}

@@ -21,18 +21,17 @@ func FormatProviderID(provider, id string) string { return provider + "://" + id
 // characters (slashes allowed, as in "aws:///us-east-1a/i-0abc"). Otherwise
 // it returns an error wrapping ErrInvalidProviderID that says what is wrong.
 func ParseProviderID(provider, providerID string) (string, error) {
-	prefix := provider + "://"
 	if provider == "" {
 		return "", fmt.Errorf("%w %q: provider name is empty", ErrInvalidProviderID, providerID)
 	}
 	scheme, id, ok := strings.Cut(providerID, "://")
 	switch {
 	case !ok:
-		return "", fmt.Errorf("%w %q: want %q followed by the instance ID", ErrInvalidProviderID, providerID, prefix)
+		return "", fmt.Errorf("%w %q: want %q followed by the instance ID", ErrInvalidProviderID, providerID, provider+"://")
 	case scheme != provider:
 		return "", fmt.Errorf("%w %q: belongs to provider %q, not %q", ErrInvalidProviderID, providerID, scheme, provider)
 	case strings.Trim(id, "/") == "":
-		return "", fmt.Errorf("%w %q: no instance ID after %q", ErrInvalidProviderID, providerID, prefix)
+		return "", fmt.Errorf("%w %q: no instance ID after %q", ErrInvalidProviderID, providerID, provider+"://")
 	}
 	if !utf8.ValidString(id) {
 		return "", fmt.Errorf("%w %q: instance ID is not valid UTF-8", ErrInvalidProviderID, providerID)

@@ -34,9 +34,10 @@ type CommandOptions struct {
 // NewCommand returns the cloud-controller-manager command for p: upstream's
 // command (all its flags, leader election and migration, /healthz, /metrics)
 // with p as the cloud, --cloud-provider preset to p's name, upstream's
-// controllers plus p's extra controllers, and p's metrics registered. It
-// returns an error if an extra controller's name or alias collides with
-// another controller's.
+// controllers plus ccmkit's node IPAM controller (NodeIPAMController, its
+// flags in a "node-ipam-controller" section) and p's extra controllers, and
+// p's metrics registered. It returns an error if an extra controller's name
+// or alias, or a provider flag, collides with another one.
 func NewCommand(p *Provider, opts CommandOptions) (*cobra.Command, error) {
 	if p == nil {
 		return nil, errors.New("framework: NewCommand with nil Provider")
@@ -47,7 +48,12 @@ func NewCommand(p *Provider, opts CommandOptions) (*cobra.Command, error) {
 	}
 	s.KubeCloudShared.CloudProvider.Name = p.name
 
-	constructors, aliases, err := controllerTable(p)
+	ipamOpts := &NodeIPAMOptions{}
+	constructors, aliases, err := controllerTable(p, NodeIPAMController(ipamOpts))
+	if err != nil {
+		return nil, err
+	}
+	flags, err := withNodeIPAMFlags(opts.AdditionalFlags, ipamOpts)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +67,7 @@ func NewCommand(p *Provider, opts CommandOptions) (*cobra.Command, error) {
 		stop = make(chan struct{})
 	}
 	initCloud := func(*config.CompletedConfig) cloudprovider.Interface { return p }
-	cmd := app.NewCloudControllerManagerCommand(s, initCloud, constructors, aliases, opts.AdditionalFlags, stop)
+	cmd := app.NewCloudControllerManagerCommand(s, initCloud, constructors, aliases, flags, stop)
 	cmd.Use = opts.Name
 	if cmd.Use == "" {
 		cmd.Use = p.name + "-cloud-controller-manager"
@@ -93,12 +99,12 @@ func checkOptions(p *Provider, s *options.CloudControllerManagerOptions) error {
 }
 
 // controllerTable copies upstream's controller constructors and aliases and
-// adds p's extra controllers.
-func controllerTable(p *Provider) (map[string]app.ControllerInitFuncConstructor, map[string]string, error) {
+// adds ccmkit's builtin controllers and p's extra controllers.
+func controllerTable(p *Provider, builtin ...Controller) (map[string]app.ControllerInitFuncConstructor, map[string]string, error) {
 	constructors := maps.Clone(app.DefaultInitFuncConstructors)
 	aliases := names.CCMControllerAliases()
 	var errs []error
-	for _, c := range p.controllers {
+	for _, c := range append(builtin, p.controllers...) {
 		if _, dup := constructors[c.Name]; dup {
 			errs = append(errs, fmt.Errorf("controller %q: name already taken", c.Name))
 			continue

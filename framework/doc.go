@@ -13,8 +13,10 @@
 // [NewCommand] wraps k8s.io/cloud-provider/app's command around the Provider:
 // the upstream flags, leader election, leader migration, health and metrics
 // endpoints are all upstream's; ccmkit adds a cloud initializer closure (no
-// global provider registry), a preset --cloud-provider, its own extra
-// controllers, and clear errors for flag combinations upstream would exit on.
+// global provider registry), a preset --cloud-provider, its own controllers
+// (the node IPAM controller, "node-ipam-controller", and any added with
+// Builder.WithController), and clear errors for flag combinations upstream
+// would exit on.
 //
 // Dropping down a level: the Provider is an ordinary cloudprovider.Interface,
 // usable with app.NewCloudControllerManagerCommand directly or with the

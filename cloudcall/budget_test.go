@@ -146,9 +146,13 @@ func TestRetryAfterBeyondBudgetFailsFast(t *testing.T) {
 		// Reads have their own gate.
 		require.NoError(t, b.Do(ctx, cloudcall.Read("lb", "Get"), func(context.Context) error { return nil }))
 
-		// After the deadline, writes pass again.
-		time.Sleep(time.Minute)
-		require.NoError(t, b.Do(ctx, cloudcall.Write("lb", "Delete"), func(context.Context) error { return nil }))
+		// Once the deadline is within the wait budget, a write waits for it
+		// (simulated time) and then passes.
+		start = time.Now()
+		b2 := newBudget(t, cloudcall.BudgetOptions{MaxWait: 5 * time.Second})
+		b2.HoldUntil(cloudcall.KindWrite, time.Now().Add(4*time.Second))
+		require.NoError(t, b2.Do(ctx, cloudcall.Write("lb", "Delete"), func(context.Context) error { return nil }))
+		assert.Equal(t, 4*time.Second, time.Since(start), "held exactly until the gate opened")
 	})
 }
 

@@ -5,7 +5,6 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
-	"sync"
 )
 
 // AddrSet allocates single addresses from one or more ranges of one IP
@@ -21,8 +20,7 @@ type AddrSet struct {
 	ranges []setRange // sorted by address
 	is4    bool
 
-	mu sync.Mutex
-	bm bitmap
+	set *syncBitmap
 }
 
 type setRange struct {
@@ -63,7 +61,7 @@ func NewAddrSet(ranges ...Range) (*AddrSet, error) {
 		s.ranges = append(s.ranges, setRange{first: u128Of(r.First), off: total, n: n, r: r})
 		total += n
 	}
-	s.bm = newBitmap(total)
+	s.set = newSyncBitmap(total)
 	return s, nil
 }
 
@@ -139,11 +137,9 @@ func (s *AddrSet) outOfRange(a netip.Addr) error {
 // every address is allocated it returns an error wrapping [ErrFull].
 // It is safe for concurrent use.
 func (s *AddrSet) AllocateNext() (netip.Addr, error) {
-	s.mu.Lock()
-	i, ok := s.bm.allocNext()
-	s.mu.Unlock()
+	i, ok := s.set.allocNext()
 	if !ok {
-		return netip.Addr{}, fmt.Errorf("ipam: all %d addresses of %s are allocated: %w", s.bm.size, s.rangesString(), ErrFull)
+		return netip.Addr{}, fmt.Errorf("ipam: all %d addresses of %s are allocated: %w", s.set.size(), s.rangesString(), ErrFull)
 	}
 	return s.addr(i), nil
 }
@@ -156,9 +152,7 @@ func (s *AddrSet) Occupy(a netip.Addr) error {
 	if !ok {
 		return s.outOfRange(a)
 	}
-	s.mu.Lock()
-	s.bm.setBit(i, true)
-	s.mu.Unlock()
+	s.set.mark(i, i+1, true)
 	return nil
 }
 
@@ -170,9 +164,7 @@ func (s *AddrSet) Release(a netip.Addr) error {
 	if !ok {
 		return s.outOfRange(a)
 	}
-	s.mu.Lock()
-	s.bm.setBit(i, false)
-	s.mu.Unlock()
+	s.set.mark(i, i+1, false)
 	return nil
 }
 
@@ -189,26 +181,20 @@ func (s *AddrSet) Has(a netip.Addr) bool {
 	if !ok {
 		return false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.bm.test(i)
+	return s.set.test(i)
 }
 
 // Size returns the number of addresses in the set. It is safe for concurrent
 // use.
-func (s *AddrSet) Size() uint64 { return s.bm.size }
+func (s *AddrSet) Size() uint64 { return s.set.size() }
 
 // Allocated returns the number of allocated addresses. It is safe for
 // concurrent use.
 func (s *AddrSet) Allocated() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.bm.used
+	return s.set.allocated()
 }
 
 // Free returns the number of free addresses. It is safe for concurrent use.
 func (s *AddrSet) Free() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.bm.size - s.bm.used
+	return s.set.free()
 }

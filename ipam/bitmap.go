@@ -1,6 +1,9 @@
 package ipam
 
-import "math/bits"
+import (
+	"math/bits"
+	"sync"
+)
 
 // MaxSetSize is the largest number of items (subnets of a [CIDRSet], addresses
 // of an [AddrSet]) one set may hold: 2^48. Larger sets are refused with
@@ -267,3 +270,46 @@ func (b *bitmap) rangeOp(n *node, level int, base, lo, hi uint64, set bool) uint
 	}
 	return total
 }
+
+// syncBitmap is a bitmap behind a mutex: the concurrency-safe core that
+// CIDRSet and AddrSet share. Its size never changes, so reading it takes no
+// lock.
+type syncBitmap struct {
+	mu sync.Mutex
+	bm bitmap
+}
+
+func newSyncBitmap(size uint64) *syncBitmap { return &syncBitmap{bm: newBitmap(size)} }
+
+func (s *syncBitmap) size() uint64 { return s.bm.size }
+
+func (s *syncBitmap) allocNext() (uint64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bm.allocNext()
+}
+
+// mark marks the items [lo, hi) used or free.
+func (s *syncBitmap) mark(lo, hi uint64, used bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if hi-lo == 1 {
+		s.bm.setBit(lo, used)
+	} else {
+		s.bm.setRange(lo, hi, used)
+	}
+}
+
+func (s *syncBitmap) test(i uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bm.test(i)
+}
+
+func (s *syncBitmap) allocated() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.bm.used
+}
+
+func (s *syncBitmap) free() uint64 { return s.size() - s.allocated() }

@@ -3,7 +3,6 @@ package ipam
 import (
 	"fmt"
 	"net/netip"
-	"sync"
 )
 
 // CIDRSet allocates equal-size subnets of a cluster prefix, IPv4 or IPv6:
@@ -24,8 +23,7 @@ type CIDRSet struct {
 	base       u128
 	is4        bool
 
-	mu sync.Mutex
-	bm bitmap
+	set *syncBitmap
 }
 
 // NewCIDRSet returns an empty set of the subnets of length subnetBits in
@@ -53,7 +51,7 @@ func NewCIDRSet(cluster netip.Prefix, subnetBits int) (*CIDRSet, error) {
 		shift:      uint(addrBits - subnetBits),
 		base:       u128Of(cluster.Addr()),
 		is4:        cluster.Addr().Is4(),
-		bm:         newBitmap(1 << (subnetBits - cluster.Bits())),
+		set:        newSyncBitmap(1 << (subnetBits - cluster.Bits())),
 	}, nil
 }
 
@@ -82,11 +80,9 @@ func (s *CIDRSet) SubnetBits() int { return s.subnetBits }
 // every subnet is allocated it returns an error wrapping [ErrFull].
 // It is safe for concurrent use.
 func (s *CIDRSet) AllocateNext() (netip.Prefix, error) {
-	s.mu.Lock()
-	i, ok := s.bm.allocNext()
-	s.mu.Unlock()
+	i, ok := s.set.allocNext()
 	if !ok {
-		return netip.Prefix{}, fmt.Errorf("ipam: all %d /%d subnets of %s are allocated: %w", s.bm.size, s.subnetBits, s.cluster, ErrFull)
+		return netip.Prefix{}, fmt.Errorf("ipam: all %d /%d subnets of %s are allocated: %w", s.set.size(), s.subnetBits, s.cluster, ErrFull)
 	}
 	return s.prefix(i), nil
 }
@@ -104,7 +100,7 @@ func (s *CIDRSet) span(p netip.Prefix) (lo, hi uint64, err error) {
 	if p.Addr().Is4() != s.is4 || p.Bits() < s.cluster.Bits() || !s.cluster.Contains(p.Addr()) {
 		return 0, 0, fmt.Errorf("ipam: %s is not inside cluster CIDR %s: %w", p, s.cluster, ErrOutOfRange)
 	}
-	lo = u128Of(p.Addr()).shr(s.shift).lo & (s.bm.size - 1)
+	lo = u128Of(p.Addr()).shr(s.shift).lo & (s.set.size() - 1)
 	if p.Bits() >= s.subnetBits {
 		return lo, lo + 1, nil
 	}
@@ -123,13 +119,7 @@ func (s *CIDRSet) Occupy(p netip.Prefix) error {
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if hi-lo == 1 {
-		s.bm.setBit(lo, true)
-	} else {
-		s.bm.setRange(lo, hi, true)
-	}
+	s.set.mark(lo, hi, true)
 	return nil
 }
 
@@ -147,13 +137,7 @@ func (s *CIDRSet) Release(p netip.Prefix) error {
 	if p.Bits() > s.subnetBits {
 		return fmt.Errorf("ipam: cannot release %s: it is only part of a /%d subnet: %w", p, s.subnetBits, ErrInvalid)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if hi-lo == 1 {
-		s.bm.setBit(lo, false)
-	} else {
-		s.bm.setRange(lo, hi, false)
-	}
+	s.set.mark(lo, hi, false)
 	return nil
 }
 
@@ -167,28 +151,22 @@ func (s *CIDRSet) Has(p netip.Prefix) bool {
 	if err != nil {
 		return false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.bm.test(lo)
+	return s.set.test(lo)
 }
 
 // Size returns the number of subnets in the set, at most [MaxSetSize].
 // It is safe for concurrent use.
-func (s *CIDRSet) Size() uint64 { return s.bm.size }
+func (s *CIDRSet) Size() uint64 { return s.set.size() }
 
 // Allocated returns the number of allocated subnets. It is safe for
 // concurrent use.
 func (s *CIDRSet) Allocated() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.bm.used
+	return s.set.allocated()
 }
 
 // Free returns the number of free subnets. It is safe for concurrent use.
 func (s *CIDRSet) Free() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.bm.size - s.bm.used
+	return s.set.free()
 }
 
 // String returns a summary such as "10.0.0.0/8 /24: 3/65536 allocated".

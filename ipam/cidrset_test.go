@@ -235,7 +235,7 @@ func TestCIDRSetWideIPv6(t *testing.T) {
 	require.NoError(t, s.Occupy(mustPrefix(t, "2001:db8:8000::/40")))
 	require.NoError(t, s.Occupy(mustPrefix(t, "2001:db8:ffff:ffff::/64")))
 	require.Equal(t, uint64(2+1<<24+1), s.Allocated())
-	if n := countNodes(s.bm.root, s.bm.levels); n > 16 {
+	if n := countNodes(s.set.bm.root, s.set.bm.levels); n > 16 {
 		t.Errorf("%d bitmap nodes materialized, want a handful", n)
 	}
 }

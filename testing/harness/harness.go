@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	cloudprovider "k8s.io/cloud-provider"
 	cloudproviderapi "k8s.io/cloud-provider/api"
+	"k8s.io/cloud-provider/app/config"
 	cloudnode "k8s.io/cloud-provider/controllers/node"
 	nodelifecycle "k8s.io/cloud-provider/controllers/nodelifecycle"
 	"k8s.io/cloud-provider/names"
@@ -50,6 +51,9 @@ type Options struct {
 	Controllers []string
 	// Extra are ccmkit controllers to start beside upstream's.
 	Extra []framework.Controller
+	// Config is the manager configuration (flags such as --cluster-cidr)
+	// handed to the Extra controllers; nil for none.
+	Config *config.CompletedConfig
 	// NodeMonitorPeriod is the lifecycle controller's period (default 5s,
 	// upstream's default).
 	NodeMonitorPeriod time.Duration
@@ -156,7 +160,7 @@ func start(parent context.Context, opts Options) (*Harness, error) {
 	}
 	p, _ := opts.Provider.(*framework.Provider)
 	for _, c := range opts.Extra {
-		err := c.Start(ctx, framework.ControllerContext{Client: client, Informers: h.Informers, Provider: p, Metrics: metrics})
+		err := c.Start(ctx, framework.ControllerContext{Client: client, Informers: h.Informers, Config: opts.Config, Provider: p, Metrics: metrics})
 		if err != nil {
 			h.Stop()
 			return nil, fmt.Errorf("controller %q: %w", c.Name, err)

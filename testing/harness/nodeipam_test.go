@@ -1,7 +1,6 @@
 package harness_test
 
 import (
-	"context"
 	"testing"
 	"testing/synctest"
 
@@ -22,36 +21,34 @@ import (
 	"github.com/ccmkit/ccmkit/testing/harness"
 )
 
-// nodeIPAM is the framework's node IPAM controller given the manager
+// ipamSetup is the framework's node IPAM controller and the manager
 // configuration of --allocate-node-cidrs=true, --cluster-cidr and
-// --cidr-allocator-type (the harness has no manager configuration).
-func nodeIPAM(clusterCIDR, allocatorType string, opts framework.NodeIPAMOptions) framework.Controller {
+// --cidr-allocator-type it starts with.
+type ipamSetup struct {
+	controller framework.Controller
+	config     *config.CompletedConfig
+}
+
+func nodeIPAM(clusterCIDR, allocatorType string, opts framework.NodeIPAMOptions) ipamSetup {
 	var cc cpconfig.CloudControllerManagerConfiguration
 	cc.KubeCloudShared.AllocateNodeCIDRs = true
 	cc.KubeCloudShared.ClusterCIDR = clusterCIDR
 	cc.KubeCloudShared.CIDRAllocatorType = allocatorType
-	cfg := (&config.Config{ComponentConfig: cc}).Complete()
-	c := framework.NodeIPAMController(&opts)
-	start := c.Start
-	c.Start = func(ctx context.Context, cctx framework.ControllerContext) error {
-		cctx.Config = cfg
-		return start(ctx, cctx)
-	}
-	return c
+	return ipamSetup{framework.NodeIPAMController(&opts), (&config.Config{ComponentConfig: cc}).Complete()}
 }
 
 const dualStackCIDRs = "10.244.0.0/16,fd00:10:244::/56"
 
 var dualStackMasks = framework.NodeIPAMOptions{NodeCIDRMaskSizeIPv4: 24, NodeCIDRMaskSizeIPv6: 64}
 
-func startIPAM(t *testing.T, client kubernetes.Interface, p *framework.Provider, c framework.Controller) *harness.Harness {
+func startIPAM(t *testing.T, client kubernetes.Interface, p *framework.Provider, setup ipamSetup) *harness.Harness {
 	t.Helper()
 	if p == nil {
 		var err error
 		p, err = framework.NewBuilder("fake").Build()
 		require.NoError(t, err)
 	}
-	return harness.Start(t, harness.Options{Provider: p, Client: client, Controllers: []string{}, Extra: []framework.Controller{c}})
+	return harness.Start(t, harness.Options{Provider: p, Client: client, Controllers: []string{}, Extra: []framework.Controller{setup.controller}, Config: setup.config})
 }
 
 func hasPodCIDRs(n *v1.Node) bool { return len(n.Spec.PodCIDRs) > 0 }
@@ -71,6 +68,14 @@ func podCIDRs(t *testing.T, h *harness.Harness) map[string][]string {
 	return out
 }
 
+// assertPodCIDRs compares every Node's spec.podCIDRs with want.
+func assertPodCIDRs(t *testing.T, h *harness.Harness, want map[string][]string) {
+	t.Helper()
+	if diff := cmp.Diff(want, podCIDRs(t, h)); diff != "" {
+		t.Errorf("pod CIDRs (-want +got):\n%s", diff)
+	}
+}
+
 // createAssigned creates each Node in turn and waits for its pod CIDRs.
 func createAssigned(t *testing.T, h *harness.Harness, names ...string) {
 	t.Helper()
@@ -88,9 +93,7 @@ func TestNodeIPAMAssignsDualStackPodCIDRs(t *testing.T) {
 			"node-1": {"10.244.0.0/24", "fd00:10:244::/64"},
 			"node-2": {"10.244.1.0/24", "fd00:10:244:1::/64"},
 		}
-		if diff := cmp.Diff(want, podCIDRs(t, h)); diff != "" {
-			t.Errorf("pod CIDRs (-want +got):\n%s", diff)
-		}
+		assertPodCIDRs(t, h, want)
 	})
 }
 
@@ -109,9 +112,7 @@ func TestNodeIPAMRestartAllocatesNoCIDRTwice(t *testing.T) {
 			"node-2": {"10.244.1.0/24", "fd00:10:244:1::/64"},
 			"node-3": {"10.244.2.0/24", "fd00:10:244:2::/64"},
 		}
-		if diff := cmp.Diff(want, podCIDRs(t, h)); diff != "" {
-			t.Errorf("pod CIDRs (-want +got):\n%s", diff)
-		}
+		assertPodCIDRs(t, h, want)
 	})
 }
 
@@ -127,9 +128,7 @@ func TestNodeIPAMReusesDeletedNodesCIDRs(t *testing.T) {
 			"node-2": {"10.244.1.0/24", "fd00:10:244:1::/64"},
 			"node-3": {"10.244.0.0/24", "fd00:10:244::/64"},
 		}
-		if diff := cmp.Diff(want, podCIDRs(t, h)); diff != "" {
-			t.Errorf("pod CIDRs (-want +got):\n%s", diff)
-		}
+		assertPodCIDRs(t, h, want)
 	})
 }
 
@@ -170,8 +169,6 @@ func TestNodeIPAMCloudAllocatorCopiesInstanceCIDRs(t *testing.T) {
 			"node-1": {"10.244.7.0/24", "fd00:10:244:7::/64"}, // in --cluster-cidr's family order
 			"node-2": {"10.244.9.0/26"},
 		}
-		if diff := cmp.Diff(want, podCIDRs(t, h)); diff != "" {
-			t.Errorf("pod CIDRs (-want +got):\n%s", diff)
-		}
+		assertPodCIDRs(t, h, want)
 	})
 }

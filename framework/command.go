@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 	cloudprovider "k8s.io/cloud-provider"
@@ -90,12 +90,30 @@ func checkOptions(p *Provider, s *options.CloudControllerManagerOptions) error {
 		return fmt.Errorf("--cloud-provider=%q, but this binary is the %q provider", shared.CloudProvider.Name, p.name)
 	}
 	_, hasRoutes := p.Routes()
-	routesOn := genericcontrollermanager.IsControllerEnabled(names.NodeRouteController, app.ControllersDisabledByDefault, s.Generic.Controllers) &&
-		!slices.Contains(s.Generic.Controllers, "-route")
+	routesOn := genericcontrollermanager.IsControllerEnabled(names.NodeRouteController, app.ControllersDisabledByDefault, canonicalControllers(s.Generic.Controllers))
 	if hasRoutes && routesOn && shared.ConfigureCloudRoutes && shared.ClusterCIDR == "" {
 		return fmt.Errorf("provider %q configures cloud routes: set --cluster-cidr to the pod network, or --configure-cloud-routes=false (or --controllers=*,-%s) to turn routes off", p.name, names.NodeRouteController)
 	}
 	return nil
+}
+
+// canonicalControllers rewrites upstream's aliases in a --controllers value
+// ("route", "-route") to canonical names, as the manager does later.
+func canonicalControllers(list []string) []string {
+	aliases := names.CCMControllerAliases()
+	out := make([]string, len(list))
+	for i, c := range list {
+		neg := strings.HasPrefix(c, "-")
+		name := strings.TrimPrefix(c, "-")
+		if canonical, ok := aliases[name]; ok {
+			name = canonical
+		}
+		if neg {
+			name = "-" + name
+		}
+		out[i] = name
+	}
+	return out
 }
 
 // controllerTable copies upstream's controller constructors and aliases and

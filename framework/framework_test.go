@@ -177,4 +177,17 @@ func TestCommandRequiresClusterCIDRForRoutes(t *testing.T) {
 		assert.ErrorContains(t, err, tc.want)
 	}
 	assert.False(t, errors.Is(err, framework.ErrBuild))
+
+	// Routes turned off by an alias or the canonical name: the check passes
+	// and upstream's own configuration step runs (and fails here for want of
+	// a kubeconfig, outside a cluster).
+	for _, off := range []string{"--controllers=*,-route", "--controllers=*,-node-route-controller", "--configure-cloud-routes=false"} {
+		cmd, err := framework.NewCommand(p, framework.CommandOptions{})
+		require.NoError(t, err)
+		cmd.SetArgs([]string{off, "--kubeconfig=/nonexistent/kubeconfig"})
+		cmd.SilenceUsage, cmd.SilenceErrors = true, true
+		err = cmd.Execute()
+		require.Error(t, err, off)
+		assert.NotContains(t, err.Error(), "--cluster-cidr", off)
+	}
 }

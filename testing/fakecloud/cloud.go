@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"sync"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/utils/clock"
@@ -14,28 +14,39 @@ import (
 	"github.com/ccmkit/ccmkit/instances"
 )
 
-// Operation names, for Inject, Count and the call log.
+// Operation names of the instance backend, for Inject, SetLatency, Count and
+// the call log.
 const (
-	OpGetInstance   = "GetInstance"
-	OpListInstances = "ListInstances"
+	OpGetInstance   Op = "GetInstance"
+	OpListInstances Op = "ListInstances"
 )
 
 // Options configures a Cloud. The zero value means defaults.
 type Options struct {
 	// Seed seeds fault decisions (default 1).
 	Seed uint64
-	// Clock is the time source for latency (default the real clock, which
-	// is simulated inside a testing/synctest bubble).
+	// Clock is the time source for latency, read lag and the call log
+	// (default the real clock, which is simulated inside a testing/synctest
+	// bubble).
 	Clock clock.Clock
+	// Latency is the baseline latency of every operation (default none);
+	// SetLatency overrides it per operation. Faults' latencies add to it.
+	Latency time.Duration
+	// ReadLag makes the cloud eventually consistent: a write (AddInstance,
+	// SetInstanceState, RemoveInstance) is durable at once, but reads see
+	// it only ReadLag later on the clock (default 0: reads see every write).
+	ReadLag time.Duration
 }
 
 // Cloud is the in-memory cloud. It is safe for concurrent use.
 type Cloud struct {
 	faults *faults
+	clock  clock.Clock
 
 	mu        sync.RWMutex
-	instances map[string]*instances.Instance
-	byName    map[string]string // node name -> instance ID
+	readLag   time.Duration
+	instances history[instances.Instance]
+	byName    map[string]string // node name -> instance ID, current state
 }
 
 // New returns an empty Cloud.
@@ -47,18 +58,34 @@ func New(opts Options) *Cloud {
 		opts.Clock = clock.RealClock{}
 	}
 	return &Cloud{
-		faults:    newFaults(opts.Clock, opts.Seed),
-		instances: map[string]*instances.Instance{},
+		faults:    newFaults(opts.Clock, opts.Seed, opts.Latency),
+		clock:     opts.Clock,
+		readLag:   max(opts.ReadLag, 0),
+		instances: newHistory[instances.Instance](),
 		byName:    map[string]string{},
 	}
 }
 
-// Inject adds a fault to operation op (one of the Op constants). Faults are
-// tried in the order added; the first applicable one wins. The returned
-// function removes the fault.
-func (c *Cloud) Inject(op string, f Fault) (remove func()) { return c.faults.inject(op, f) }
+// Inject adds a fault to operation op. Faults compose as [Fault] describes.
+// The returned function removes the fault.
+func (c *Cloud) Inject(op Op, f Fault) (remove func()) { return c.faults.inject(op, f) }
 
-// Calls returns a copy of the call log, oldest first.
+// SetLatency sets op's baseline latency, replacing Options.Latency for it:
+// every call of op waits d on the clock before its effect, plus the
+// latencies of the faults that apply.
+func (c *Cloud) SetLatency(op Op, d time.Duration) { c.faults.setLatency(op, d) }
+
+// SetReadLag changes the read lag (see Options.ReadLag). Versions the cloud
+// already dropped under a shorter lag are not restored: a longer lag applies
+// fully to writes made after the change.
+func (c *Cloud) SetReadLag(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.readLag = max(d, 0)
+}
+
+// Calls returns a copy of the call log in the order calls finished; each
+// Call's At is when it arrived.
 func (c *Cloud) Calls() []Call {
 	c.faults.mu.Lock()
 	defer c.faults.mu.Unlock()
@@ -67,11 +94,15 @@ func (c *Cloud) Calls() []Call {
 
 // Count returns how many calls of op the cloud has received, failed ones
 // included.
-func (c *Cloud) Count(op string) int {
+func (c *Cloud) Count(op Op) int {
 	c.faults.mu.Lock()
 	defer c.faults.mu.Unlock()
 	return c.faults.counts[op]
 }
+
+// MaxCallsPerSecond returns the most calls of op that arrived within any one
+// second of the clock (any window [t, t+1s)), for rate assertions.
+func (c *Cloud) MaxCallsPerSecond(op Op) int { return c.faults.maxInWindow(op, time.Second) }
 
 // TotalCalls returns how many calls the cloud has received.
 func (c *Cloud) TotalCalls() int {
@@ -85,11 +116,12 @@ func (c *Cloud) ResetCalls() {
 	c.faults.mu.Lock()
 	defer c.faults.mu.Unlock()
 	c.faults.log = nil
-	c.faults.counts = map[string]int{}
+	c.faults.counts = map[Op]int{}
 }
 
 // AddInstance stores a copy of inst. It returns an error for an empty ID, an
-// invalid state, or an ID or node name already in use.
+// invalid state, or an ID or node name already in use (in the current state,
+// whatever the read lag).
 func (c *Cloud) AddInstance(inst instances.Instance) error {
 	if inst.ID == "" {
 		return fmt.Errorf("fakecloud: instance without ID")
@@ -99,13 +131,13 @@ func (c *Cloud) AddInstance(inst instances.Instance) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.instances[inst.ID]; ok {
+	if c.instances.current(inst.ID) != nil {
 		return fmt.Errorf("fakecloud: instance %q already exists", inst.ID)
 	}
 	if other, ok := c.byName[inst.NodeName]; ok && inst.NodeName != "" {
 		return fmt.Errorf("fakecloud: node name %q already used by instance %q", inst.NodeName, other)
 	}
-	c.instances[inst.ID] = copyInstance(&inst)
+	c.instances.put(inst.ID, c.clock.Now(), c.readLag, copyInstance(&inst))
 	if inst.NodeName != "" {
 		c.byName[inst.NodeName] = inst.ID
 	}
@@ -118,13 +150,13 @@ func (c *Cloud) AddInstance(inst instances.Instance) error {
 func (c *Cloud) SetInstanceState(id string, s instances.State) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	inst, ok := c.instances[id]
-	if !ok {
+	inst := c.instances.current(id)
+	if inst == nil {
 		return cloudcall.NotFoundf("fakecloud: instance %q", id)
 	}
 	next := copyInstance(inst)
 	next.State = s
-	c.instances[id] = next
+	c.instances.put(id, c.clock.Now(), c.readLag, next)
 	return nil
 }
 
@@ -133,9 +165,9 @@ func (c *Cloud) SetInstanceState(id string, s instances.State) error {
 func (c *Cloud) RemoveInstance(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if inst, ok := c.instances[id]; ok {
+	if inst := c.instances.current(id); inst != nil {
 		delete(c.byName, inst.NodeName)
-		delete(c.instances, id)
+		c.instances.put(id, c.clock.Now(), c.readLag, nil)
 	}
 }
 
@@ -153,41 +185,66 @@ var (
 
 // Lookup implements instances.Source: by ID when key.ID is set, otherwise by
 // node name. A missing instance is an error wrapping cloudcall.ErrNotFound.
+// It is the operation OpGetInstance, with the key as the log's Arg.
 func (b *InstanceBackend) Lookup(ctx context.Context, key instances.Key) (*instances.Instance, error) {
-	if err := b.c.faults.before(ctx, OpGetInstance, key.String()); err != nil {
+	var out *instances.Instance
+	err := b.c.faults.call(ctx, OpGetInstance, key.String(), func() error {
+		inst := b.c.read(key)
+		if inst == nil {
+			return cloudcall.NotFoundf("fakecloud: instance %s", key)
+		}
+		out = inst
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	b.c.mu.RLock()
-	id := key.ID
-	if id == "" {
-		id = b.c.byName[key.NodeName]
-	}
-	inst, ok := b.c.instances[id]
-	b.c.mu.RUnlock()
-	if !ok {
-		err := cloudcall.NotFoundf("fakecloud: instance %s", key)
-		b.c.faults.record(OpGetInstance, key.String(), err)
-		return nil, err
-	}
-	b.c.faults.record(OpGetInstance, key.String(), nil)
-	return copyInstance(inst), nil
+	return out, nil
 }
 
 // List implements instances.Lister: every instance, terminated ones
-// included, sorted by ID.
+// included, sorted by ID. It is the operation OpListInstances.
 func (b *InstanceBackend) List(ctx context.Context) ([]*instances.Instance, error) {
-	if err := b.c.faults.before(ctx, OpListInstances, ""); err != nil {
+	var out []*instances.Instance
+	err := b.c.faults.call(ctx, OpListInstances, "", func() error {
+		b.c.mu.RLock()
+		defer b.c.mu.RUnlock()
+		vis := b.c.instances.visible(b.c.clock.Now().Add(-b.c.readLag))
+		out = make([]*instances.Instance, len(vis))
+		for i, inst := range vis {
+			out[i] = copyInstance(inst)
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	b.c.mu.RLock()
-	out := make([]*instances.Instance, 0, len(b.c.instances))
-	for _, inst := range b.c.instances {
-		out = append(out, copyInstance(inst))
-	}
-	b.c.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	b.c.faults.record(OpListInstances, "", nil)
 	return out, nil
+}
+
+// read returns a copy of the instance for key as a read now sees it.
+func (c *Cloud) read(key instances.Key) *instances.Instance {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	t := c.clock.Now().Add(-c.readLag)
+	if key.ID != "" {
+		if inst := c.instances.at(key.ID, t); inst != nil {
+			return copyInstance(inst)
+		}
+		return nil
+	}
+	if c.readLag == 0 {
+		if inst := c.instances.current(c.byName[key.NodeName]); inst != nil {
+			return copyInstance(inst)
+		}
+		return nil
+	}
+	for _, inst := range c.instances.visible(t) {
+		if inst.NodeName == key.NodeName {
+			return copyInstance(inst)
+		}
+	}
+	return nil
 }
 
 func copyInstance(in *instances.Instance) *instances.Instance {

@@ -4,21 +4,45 @@
 // for each ccmkit block ([Cloud.Instances] is an instances.Source and
 // instances.Lister), and records every call.
 //
-// Fault injection ([Cloud.Inject]) is per operation: fail once, N times,
-// forever, or at a seeded random rate; answer 429 with a Retry-After; add
-// latency measured on the injected clock. Decisions use a math/rand/v2
-// generator seeded from [Options.Seed], so a failing test replays exactly.
+// # The model
+//
+// Every backend call is an operation, named by an [Op] constant
+// ([OpGetInstance], [OpListInstances], ...), and runs through one core:
+//
+//   - a baseline latency per operation ([Options.Latency],
+//     [Cloud.SetLatency]), waited on the injected clock;
+//   - faults ([Cloud.Inject]): fail once, N times, forever, or at a seeded
+//     random rate; answer 429 with a Retry-After; add latency; hang until the
+//     caller's context ends. Several faults on one operation compose (a
+//     latency plus a 20% error rate plus a 429 once), as [Fault] describes;
+//   - crash points ([Fault.After]): the fault applies after the operation's
+//     effect, so the resource exists and the call still fails or times out;
+//   - eventual consistency ([Options.ReadLag]): writes are durable at once,
+//     reads see them only after the lag, on the injected clock;
+//   - a call log ([Cloud.Calls]) with the clock's time of each call, counts
+//     per operation ([Cloud.Count]) and the densest second
+//     ([Cloud.MaxCallsPerSecond]) for rate assertions.
+//
+// Decisions use a math/rand/v2 generator seeded from [Options.Seed], so a
+// failing test replays exactly (given the same order of calls).
 //
 // The Cloud is safe for concurrent use. Backends never return pointers into
 // the Cloud's state: every result is a copy.
 //
 // # What it does not model
 //
-//   - Eventual consistency, asynchronous operations, quotas and named crash
-//     points are not modelled yet; they land with the lb block.
+//   - Load balancers, routes, asynchronous operations and quotas: they land
+//     with the lb and routes blocks, on this core.
 //   - Pagination: List returns everything in one call.
+//   - Concurrency limits: any number of calls run at once, each with its own
+//     latency; the cloud never queues calls.
 //   - Authentication, regions as separate endpoints, API versioning.
-//   - Latency is fixed per fault, not a distribution; it waits on the
-//     injected clock, so with a fake clock the test must step it, and inside
-//     a testing/synctest bubble it passes in simulated time.
+//   - Latency is fixed per operation and fault, not a distribution; it waits
+//     on the injected clock, so with a fake clock the test must step it, and
+//     inside a testing/synctest bubble it passes in simulated time.
+//   - Read lag is one cloud-wide delay, the same for every reader: no reader
+//     sees a write early, and reads never go back in time.
+//   - The state-changing methods (AddInstance, SetInstanceState,
+//     RemoveInstance) are the test's hand on the cloud, not backend
+//     operations: they are not logged and faults do not apply to them.
 package fakecloud

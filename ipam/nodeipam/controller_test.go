@@ -1,4 +1,4 @@
-package ipam_test
+package nodeipam_test
 
 import (
 	"context"
@@ -23,34 +23,35 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/ccmkit/ccmkit/ipam"
+	"github.com/ccmkit/ccmkit/ipam/nodeipam"
 )
 
 var (
 	v4Cluster = netip.MustParsePrefix("10.244.0.0/16")
 	v6Cluster = netip.MustParsePrefix("fd00:10:244::/56")
-	dualStack = ipam.NodeControllerOptions{ClusterCIDRs: []netip.Prefix{v4Cluster, v6Cluster}, MaskSizeIPv4: 24, MaskSizeIPv6: 64}
+	dualStack = nodeipam.Options{ClusterCIDRs: []netip.Prefix{v4Cluster, v6Cluster}, MaskSizeIPv4: 24, MaskSizeIPv6: 64}
 )
 
-// running is a NodeController started on a fake clientset.
+// running is a Controller started on a fake clientset.
 type running struct {
 	client *fake.Clientset
-	ctrl   *ipam.NodeController
+	ctrl   *nodeipam.Controller
 	stop   func()
 }
 
-// startNodeController starts a NodeController and its informers on client
+// startNodeController starts a Controller and its informers on client
 // and waits until it is idle. Stop (also run by t.Cleanup) cancels it and
 // waits for Run to return.
-func startNodeController(t *testing.T, client *fake.Clientset, opts ipam.NodeControllerOptions) *running {
+func startNodeController(t *testing.T, client *fake.Clientset, opts nodeipam.Options) *running {
 	t.Helper()
 	f := informers.NewSharedInformerFactory(client, 0)
-	c, err := ipam.NewNodeController(client, f.Core().V1().Nodes(), opts)
+	c, err := nodeipam.New(client, f.Core().V1().Nodes(), opts)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		c.Run(ctx)
+		assert.NoError(t, c.Run(ctx))
 	}()
 	f.Start(ctx.Done())
 	var once sync.Once
@@ -128,47 +129,47 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	require.NoError(t, err, "waiting for %s", what)
 }
 
-func TestNodeControllerOptionsErrors(t *testing.T) {
+func TestControllerOptionsErrors(t *testing.T) {
 	p := netip.MustParsePrefix
 	for name, tc := range map[string]struct {
-		opts ipam.NodeControllerOptions
+		opts nodeipam.Options
 		want string
 	}{
-		"no cluster CIDR in range mode": {ipam.NodeControllerOptions{}, "needs a cluster CIDR"},
-		"two IPv4 cluster CIDRs":        {ipam.NodeControllerOptions{ClusterCIDRs: []netip.Prefix{p("10.0.0.0/16"), p("10.1.0.0/16")}}, "at most one per family"},
-		"overlapping cluster CIDRs":     {ipam.NodeControllerOptions{ClusterCIDRs: []netip.Prefix{p("10.0.0.0/8"), p("10.1.0.0/16")}}, "at most one per family"},
-		"three cluster CIDRs":           {ipam.NodeControllerOptions{ClusterCIDRs: []netip.Prefix{v4Cluster, v6Cluster, p("fd00:1::/56")}}, "at most one per family"},
-		"host bits":                     {ipam.NodeControllerOptions{ClusterCIDRs: []netip.Prefix{p("10.0.0.1/16")}}, "host bits"},
-		"mask shorter than cluster":     {ipam.NodeControllerOptions{ClusterCIDRs: []netip.Prefix{v4Cluster}, MaskSizeIPv4: 12}, "shorter than cluster CIDR"},
-		"mask longer than address":      {ipam.NodeControllerOptions{ClusterCIDRs: []netip.Prefix{v6Cluster}, MaskSizeIPv6: 129}, "longer than an IPv6 address"},
-		"mask without family":           {ipam.NodeControllerOptions{ClusterCIDRs: []netip.Prefix{v4Cluster}, MaskSizeIPv6: 64}, "no IPv6 cluster CIDR"},
-		"negative mask":                 {ipam.NodeControllerOptions{ClusterCIDRs: []netip.Prefix{v4Cluster}, MaskSizeIPv4: -1}, "negative"},
-		"too many subnets":              {ipam.NodeControllerOptions{ClusterCIDRs: []netip.Prefix{p("fd00::/8")}}, "limit of 2^48"},
-		"two IPv4 service CIDRs":        {ipam.NodeControllerOptions{ClusterCIDRs: []netip.Prefix{v4Cluster}, ServiceCIDRs: []netip.Prefix{p("10.96.0.0/12"), p("10.200.0.0/16")}}, "service CIDRs"},
-		"negative workers":              {ipam.NodeControllerOptions{ClusterCIDRs: []netip.Prefix{v4Cluster}, Workers: -1}, "Workers"},
+		"no cluster CIDR in range mode": {nodeipam.Options{}, "needs a cluster CIDR"},
+		"two IPv4 cluster CIDRs":        {nodeipam.Options{ClusterCIDRs: []netip.Prefix{p("10.0.0.0/16"), p("10.1.0.0/16")}}, "at most one per family"},
+		"overlapping cluster CIDRs":     {nodeipam.Options{ClusterCIDRs: []netip.Prefix{p("10.0.0.0/8"), p("10.1.0.0/16")}}, "at most one per family"},
+		"three cluster CIDRs":           {nodeipam.Options{ClusterCIDRs: []netip.Prefix{v4Cluster, v6Cluster, p("fd00:1::/56")}}, "at most one per family"},
+		"host bits":                     {nodeipam.Options{ClusterCIDRs: []netip.Prefix{p("10.0.0.1/16")}}, "host bits"},
+		"mask shorter than cluster":     {nodeipam.Options{ClusterCIDRs: []netip.Prefix{v4Cluster}, MaskSizeIPv4: 12}, "shorter than cluster CIDR"},
+		"mask longer than address":      {nodeipam.Options{ClusterCIDRs: []netip.Prefix{v6Cluster}, MaskSizeIPv6: 129}, "longer than an IPv6 address"},
+		"mask without family":           {nodeipam.Options{ClusterCIDRs: []netip.Prefix{v4Cluster}, MaskSizeIPv6: 64}, "no IPv6 cluster CIDR"},
+		"negative mask":                 {nodeipam.Options{ClusterCIDRs: []netip.Prefix{v4Cluster}, MaskSizeIPv4: -1}, "negative"},
+		"too many subnets":              {nodeipam.Options{ClusterCIDRs: []netip.Prefix{p("fd00::/8")}}, "limit of 2^48"},
+		"two IPv4 service CIDRs":        {nodeipam.Options{ClusterCIDRs: []netip.Prefix{v4Cluster}, ServiceCIDRs: []netip.Prefix{p("10.96.0.0/12"), p("10.200.0.0/16")}}, "service CIDRs"},
+		"negative workers":              {nodeipam.Options{ClusterCIDRs: []netip.Prefix{v4Cluster}, Workers: -1}, "Workers"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			client := fake.NewClientset()
 			f := informers.NewSharedInformerFactory(client, 0)
-			_, err := ipam.NewNodeController(client, f.Core().V1().Nodes(), tc.opts)
+			_, err := nodeipam.New(client, f.Core().V1().Nodes(), tc.opts)
 			require.ErrorIs(t, err, ipam.ErrInvalid)
 			assert.ErrorContains(t, err, tc.want)
 		})
 	}
-	_, err := ipam.NewNodeController(nil, nil, dualStack)
+	_, err := nodeipam.New(nil, nil, dualStack)
 	require.ErrorIs(t, err, ipam.ErrInvalid)
 	assert.ErrorContains(t, err, "nil client")
 	assert.ErrorContains(t, err, "nil Node informer")
 
 	client := fake.NewClientset()
 	f := informers.NewSharedInformerFactory(client, 0)
-	_, err = ipam.NewNodeController(client, f.Core().V1().Nodes(), ipam.NodeControllerOptions{
+	_, err = nodeipam.New(client, f.Core().V1().Nodes(), nodeipam.Options{
 		CloudCIDRs: func(context.Context, *v1.Node) ([]netip.Prefix, error) { return nil, nil },
 	})
 	assert.NoError(t, err, "cloud mode needs no cluster CIDR")
 }
 
-func TestNodeControllerAssignsBothFamilies(t *testing.T) {
+func TestControllerAssignsBothFamilies(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := startNodeController(t, fake.NewClientset(), dualStack)
 		r.create(t, "node-1", "node-2", "node-3")
@@ -180,7 +181,7 @@ func TestNodeControllerAssignsBothFamilies(t *testing.T) {
 		if diff := cmp.Diff(want, r.podCIDRs(t)); diff != "" {
 			t.Errorf("pod CIDRs (-want +got):\n%s", diff)
 		}
-		assert.Equal(t, []ipam.CIDRUsage{
+		assert.Equal(t, []nodeipam.CIDRUsage{
 			{ClusterCIDR: v4Cluster, MaskSize: 24, Used: 3, Size: 256},
 			{ClusterCIDR: v6Cluster, MaskSize: 64, Used: 3, Size: 256},
 		}, r.ctrl.Usage())
@@ -188,9 +189,9 @@ func TestNodeControllerAssignsBothFamilies(t *testing.T) {
 	})
 }
 
-func TestNodeControllerFollowsClusterCIDROrderAndMaskDefaults(t *testing.T) {
+func TestControllerFollowsClusterCIDROrderAndMaskDefaults(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r := startNodeController(t, fake.NewClientset(), ipam.NodeControllerOptions{
+		r := startNodeController(t, fake.NewClientset(), nodeipam.Options{
 			ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("fd00:1::/48"), netip.MustParsePrefix("10.0.0.0/8")},
 		})
 		r.create(t, "node-1", "node-2")
@@ -204,9 +205,9 @@ func TestNodeControllerFollowsClusterCIDROrderAndMaskDefaults(t *testing.T) {
 	})
 }
 
-func TestNodeControllerSkipsServiceRanges(t *testing.T) {
+func TestControllerSkipsServiceRanges(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r := startNodeController(t, fake.NewClientset(), ipam.NodeControllerOptions{
+		r := startNodeController(t, fake.NewClientset(), nodeipam.Options{
 			ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/22"), netip.MustParsePrefix("fd00::/120")},
 			MaskSizeIPv6: 122,
 			ServiceCIDRs: []netip.Prefix{
@@ -225,7 +226,7 @@ func TestNodeControllerSkipsServiceRanges(t *testing.T) {
 	})
 }
 
-func TestNodeControllerRestartAllocatesNoCIDRTwice(t *testing.T) {
+func TestControllerRestartAllocatesNoCIDRTwice(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		client := fake.NewClientset()
 		r := startNodeController(t, client, dualStack)
@@ -253,7 +254,7 @@ func TestNodeControllerRestartAllocatesNoCIDRTwice(t *testing.T) {
 	})
 }
 
-func TestNodeControllerReusesDeletedNodesCIDRs(t *testing.T) {
+func TestControllerReusesDeletedNodesCIDRs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := startNodeController(t, fake.NewClientset(), dualStack)
 		r.create(t, "node-1", "node-2")
@@ -270,7 +271,7 @@ func TestNodeControllerReusesDeletedNodesCIDRs(t *testing.T) {
 	})
 }
 
-func TestNodeControllerExhaustedRangeAllocatesNothing(t *testing.T) {
+func TestControllerExhaustedRangeAllocatesNothing(t *testing.T) {
 	small := netip.MustParsePrefix("10.244.0.0/24") // room for one /24
 	for name, clusters := range map[string][]netip.Prefix{
 		"IPv4 first": {small, v6Cluster},
@@ -278,12 +279,12 @@ func TestNodeControllerExhaustedRangeAllocatesNothing(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				r := startNodeController(t, fake.NewClientset(), ipam.NodeControllerOptions{ClusterCIDRs: clusters})
+				r := startNodeController(t, fake.NewClientset(), nodeipam.Options{ClusterCIDRs: clusters})
 				r.create(t, "node-1", "node-2")
 				got := r.podCIDRs(t)
 				assert.Len(t, got["node-1"], 2)
 				assert.Empty(t, got["node-2"], "no partial allocation")
-				assert.Equal(t, map[string][]string{"node-2": {ipam.ReasonCIDRNotAvailable}}, r.events(t))
+				assert.Equal(t, map[string][]string{"node-2": {nodeipam.ReasonCIDRNotAvailable}}, r.events(t))
 				for _, u := range r.ctrl.Usage() {
 					assert.Equal(t, uint64(1), u.Used, "%s: only node-1's subnet is in use", u.ClusterCIDR)
 				}
@@ -299,7 +300,7 @@ func TestNodeControllerExhaustedRangeAllocatesNothing(t *testing.T) {
 	}
 }
 
-func TestNodeControllerLeavesExistingCIDRsAlone(t *testing.T) {
+func TestControllerLeavesExistingCIDRsAlone(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		client := fake.NewClientset(
 			node("a-holder", "10.244.1.0/24", "fd00:10:244:1::/64"),
@@ -310,9 +311,9 @@ func TestNodeControllerLeavesExistingCIDRsAlone(t *testing.T) {
 		)
 		r := startNodeController(t, client, dualStack)
 		want := map[string][]string{
-			"b-twin":    {ipam.ReasonPodCIDRConflict},
-			"c-outside": {ipam.ReasonInvalidPodCIDR},
-			"d-garbage": {ipam.ReasonInvalidPodCIDR},
+			"b-twin":    {nodeipam.ReasonPodCIDRConflict},
+			"c-outside": {nodeipam.ReasonInvalidPodCIDR},
+			"d-garbage": {nodeipam.ReasonInvalidPodCIDR},
 		}
 		if diff := cmp.Diff(want, r.events(t)); diff != "" {
 			t.Errorf("events (-want +got):\n%s", diff)
@@ -337,7 +338,7 @@ func TestNodeControllerLeavesExistingCIDRsAlone(t *testing.T) {
 	})
 }
 
-func TestNodeControllerRetriesConflicts(t *testing.T) {
+func TestControllerRetriesConflicts(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		client := fake.NewClientset()
 		var patches atomic.Int32
@@ -356,7 +357,7 @@ func TestNodeControllerRetriesConflicts(t *testing.T) {
 	})
 }
 
-func TestNodeControllerKeepsReservationWhenWriteFails(t *testing.T) {
+func TestControllerKeepsReservationWhenWriteFails(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		client := fake.NewClientset()
 		var failing atomic.Bool
@@ -369,7 +370,7 @@ func TestNodeControllerKeepsReservationWhenWriteFails(t *testing.T) {
 		})
 		r := startNodeController(t, client, dualStack)
 		r.create(t, "node-1", "node-2")
-		assert.Equal(t, map[string][]string{"node-1": {ipam.ReasonCIDRAssignmentFailed}}, r.events(t))
+		assert.Equal(t, map[string][]string{"node-1": {nodeipam.ReasonCIDRAssignmentFailed}}, r.events(t))
 		assert.Equal(t, []string{"10.244.1.0/24", "fd00:10:244:1::/64"}, r.podCIDRs(t)["node-2"], "node-1's CIDRs stay reserved")
 
 		failing.Store(false)
@@ -378,7 +379,7 @@ func TestNodeControllerKeepsReservationWhenWriteFails(t *testing.T) {
 	})
 }
 
-func TestNodeControllerNodeCreatedWithCIDRsWhileReserved(t *testing.T) {
+func TestControllerNodeCreatedWithCIDRsWhileReserved(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		client := fake.NewClientset()
 		// The first write finds that someone else set the pod CIDRs.
@@ -408,7 +409,7 @@ func TestNodeControllerNodeCreatedWithCIDRsWhileReserved(t *testing.T) {
 	})
 }
 
-func TestNodeControllerCloudMode(t *testing.T) {
+func TestControllerCloudMode(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		cloud := map[string][]netip.Prefix{
@@ -418,7 +419,7 @@ func TestNodeControllerCloudMode(t *testing.T) {
 			"node-far":  {netip.MustParsePrefix("192.168.0.0/24")},
 		}
 		var calls atomic.Int32
-		r := startNodeController(t, fake.NewClientset(), ipam.NodeControllerOptions{
+		r := startNodeController(t, fake.NewClientset(), nodeipam.Options{
 			ClusterCIDRs: dualStack.ClusterCIDRs,
 			CloudCIDRs: func(_ context.Context, n *v1.Node) ([]netip.Prefix, error) {
 				calls.Add(1)
@@ -429,9 +430,9 @@ func TestNodeControllerCloudMode(t *testing.T) {
 		})
 		r.create(t, "node-1", "node-twin", "node-far", "node-late")
 		want := map[string][]string{
-			"node-twin": {ipam.ReasonCIDRAssignmentFailed},
-			"node-far":  {ipam.ReasonCIDRAssignmentFailed},
-			"node-late": {ipam.ReasonCIDRNotAvailable},
+			"node-twin": {nodeipam.ReasonCIDRAssignmentFailed},
+			"node-far":  {nodeipam.ReasonCIDRAssignmentFailed},
+			"node-late": {nodeipam.ReasonCIDRNotAvailable},
 		}
 		if diff := cmp.Diff(want, r.events(t)); diff != "" {
 			t.Errorf("events (-want +got):\n%s", diff)
@@ -449,9 +450,9 @@ func TestNodeControllerCloudMode(t *testing.T) {
 	})
 }
 
-func TestNodeControllerCloudModeWithoutClusterCIDRs(t *testing.T) {
+func TestControllerCloudModeWithoutClusterCIDRs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		r := startNodeController(t, fake.NewClientset(), ipam.NodeControllerOptions{
+		r := startNodeController(t, fake.NewClientset(), nodeipam.Options{
 			CloudCIDRs: func(_ context.Context, n *v1.Node) ([]netip.Prefix, error) {
 				return []netip.Prefix{netip.MustParsePrefix("172.16.3.0/26")}, nil
 			},

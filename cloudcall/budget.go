@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -14,7 +15,7 @@ import (
 )
 
 // Kind is the class of a cloud call for pacing: reads and writes have their
-// own token bucket and their own Retry-After gate.
+// own token bucket and their own Retry-After gates.
 type Kind int
 
 // The kinds of call.
@@ -24,10 +25,14 @@ const (
 )
 
 func (k Kind) String() string {
-	if k == KindWrite {
+	switch k {
+	case KindRead:
+		return "read"
+	case KindWrite:
 		return "write"
+	default:
+		return fmt.Sprintf("Kind(%d)", int(k))
 	}
-	return "read"
 }
 
 // Call names one logical cloud call for pacing and metrics.
@@ -37,8 +42,16 @@ type Call struct {
 	Block string
 	// Op is the cloud operation ("GetInstance", "CreateLoadBalancer", ...).
 	Op string
-	// Kind selects the token bucket and Retry-After gate.
+	// Kind selects the token bucket and, with Family, the Retry-After gate.
 	Kind Kind
+	// Family is the cloud API family the call belongs to (default Block).
+	// Clouds throttle per API family: a Retry-After from one family closes
+	// that family's gate of the call's kind only, so a 429 from the
+	// load-balancer API does not hold node initialization's reads.
+	Family string
+	// MaxAttempts caps this call's attempts (default the budget's
+	// MaxAttempts); 1 disables in-call retries.
+	MaxAttempts int
 }
 
 // Read returns a read Call.
@@ -46,6 +59,37 @@ func Read(block, op string) Call { return Call{Block: block, Op: op, Kind: KindR
 
 // Write returns a write Call.
 func Write(block, op string) Call { return Call{Block: block, Op: op, Kind: KindWrite} }
+
+// InFamily returns c with its API family set to family.
+func (c Call) InFamily(family string) Call {
+	c.Family = family
+	return c
+}
+
+func (c Call) family() string {
+	if c.Family != "" {
+		return c.Family
+	}
+	return c.Block
+}
+
+func (c Call) validate() error {
+	var errs []error
+	if c.Kind != KindRead && c.Kind != KindWrite {
+		errs = append(errs, fmt.Errorf("kind %v is neither KindRead nor KindWrite", c.Kind))
+	}
+	if c.MaxAttempts < 0 {
+		errs = append(errs, fmt.Errorf("MaxAttempts must not be negative, got %d", c.MaxAttempts))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w %s %s: %w", ErrInvalidCall, c.Block, c.Op, errors.Join(errs...))
+	}
+	return nil
+}
+
+// DefaultAttemptTimeout is the default of BudgetOptions.AttemptTimeout, and
+// the timeout a nil *Budget gives each call.
+const DefaultAttemptTimeout = 30 * time.Second
 
 // BudgetOptions configures a Budget. The zero value means defaults.
 type BudgetOptions struct {
@@ -55,15 +99,25 @@ type BudgetOptions struct {
 	// WriteQPS and WriteBurst size the write bucket (defaults 5 and 10).
 	WriteQPS   float64
 	WriteBurst int
-	// Reserved maps a block name to the share (0 < share < 1) of each bucket
-	// kept for that block alone; the shares must add up to less than 1. The
-	// rest is shared by every block, reserved ones included. Default:
-	// {"instances": 0.3}, so node initialization is never starved by
-	// load-balancer work.
+	// Reserved maps a block name to the share (0 <= share < 1) of each
+	// bucket kept for that block alone; the shares must add up to less than
+	// 1. The rest is shared by every block, reserved ones included. The
+	// "instances" block keeps a 0.3 share, so node initialization is never
+	// starved by load-balancer work, unless the map sets "instances"
+	// explicitly (0 removes the reservation).
 	Reserved map[string]float64
 	// MaxWait bounds how long one Do call may wait in total for tokens, the
-	// Retry-After gate and backoff (default 10s). Past it Do fails fast.
+	// Retry-After gate and backoff between attempts (default 10s); the time
+	// spent in the cloud calls themselves is not counted (AttemptTimeout
+	// bounds it). When a wait would overrun it, Do fails fast with a
+	// *ThrottledError.
 	MaxWait time.Duration
+	// AttemptTimeout bounds each attempt: fn gets a context whose deadline
+	// is at most AttemptTimeout away, on Clock (default
+	// DefaultAttemptTimeout, 30s). The upstream controllers call some
+	// methods with context.TODO(); this keeps a hung cloud call from holding
+	// a controller worker forever.
+	AttemptTimeout time.Duration
 	// MaxAttempts bounds the attempts of one Do call (default 4).
 	MaxAttempts int
 	// InitialBackoff and MaxBackoff shape the exponential backoff between
@@ -80,29 +134,44 @@ type BudgetOptions struct {
 }
 
 // Budget paces, gates and retries cloud calls. It is safe for concurrent use.
-// A nil *Budget runs each call once, with no pacing and no retry.
+// A nil *Budget runs each call once, with no pacing and no retry, under
+// DefaultAttemptTimeout on the real clock.
 type Budget struct {
 	opts    BudgetOptions
 	clock   clock.Clock
 	buckets [2]*bucket
 	metrics *callMetrics
 	randMu  sync.Mutex
+
+	gateMu sync.Mutex
+	gates  map[gateKey]time.Time
 }
 
 type bucket struct {
 	shared   *rate.Limiter
 	reserved map[string]*rate.Limiter
-
-	mu        sync.Mutex
-	gateUntil time.Time
 }
 
-// Errors returned by NewBudget for invalid options.
-var ErrInvalidOptions = errors.New("invalid budget options")
+// gateKey scopes a Retry-After gate: one per API family and kind.
+type gateKey struct {
+	family string
+	kind   Kind
+}
 
-// errBudgetExhausted is the cause of a ThrottledError produced by the
-// budget itself rather than by the cloud.
-var errBudgetExhausted = errors.New("client-side cloud API budget exhausted")
+// Errors returned by the budget.
+var (
+	// ErrInvalidOptions is wrapped by NewBudget's errors.
+	ErrInvalidOptions = errors.New("invalid budget options")
+	// ErrInvalidCall is wrapped by the errors of Do, Wait and HoldUntil for
+	// a Call they cannot run (an unknown Kind, a negative MaxAttempts, a
+	// nil fn).
+	ErrInvalidCall = errors.New("invalid cloud call")
+	// ErrBudgetExhausted is wrapped (inside a *ThrottledError) when a call
+	// gave up because waiting for a token, a Retry-After gate or the next
+	// attempt's backoff would overrun MaxWait: the refusal came from the
+	// client-side budget, not from the cloud.
+	ErrBudgetExhausted = errors.New("cloud API wait budget exhausted")
+)
 
 // NewBudget returns a Budget. It returns an error wrapping ErrInvalidOptions,
 // naming every problem, when the options are inconsistent.
@@ -111,7 +180,7 @@ func NewBudget(opts BudgetOptions) (*Budget, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Budget{opts: o, clock: o.Clock, metrics: newCallMetrics()}
+	b := &Budget{opts: o, clock: o.Clock, metrics: newCallMetrics(), gates: map[gateKey]time.Time{}}
 	b.buckets[KindRead] = newBucket(o.ReadQPS, o.ReadBurst, o.Reserved)
 	b.buckets[KindWrite] = newBucket(o.WriteQPS, o.WriteBurst, o.Reserved)
 	return b, nil
@@ -148,6 +217,7 @@ func (o BudgetOptions) withDefaults() (BudgetOptions, error) {
 	def(&o.WriteQPS, 5, "WriteQPS")
 	defInt(&o.WriteBurst, 10, "WriteBurst")
 	defDur(&o.MaxWait, 10*time.Second, "MaxWait")
+	defDur(&o.AttemptTimeout, DefaultAttemptTimeout, "AttemptTimeout")
 	defInt(&o.MaxAttempts, 4, "MaxAttempts")
 	defDur(&o.InitialBackoff, 250*time.Millisecond, "InitialBackoff")
 	defDur(&o.MaxBackoff, 5*time.Second, "MaxBackoff")
@@ -162,19 +232,30 @@ func (o BudgetOptions) withDefaults() (BudgetOptions, error) {
 	case o.Jitter > 1:
 		errs = append(errs, fmt.Errorf("jitter must be at most 1, got %v", o.Jitter))
 	}
-	if o.Reserved == nil {
-		o.Reserved = map[string]float64{"instances": 0.3}
+	reserved := map[string]float64{"instances": 0.3}
+	for block, share := range o.Reserved {
+		reserved[block] = share
 	}
 	sum := 0.0
-	for block, share := range o.Reserved {
-		if block == "" || share <= 0 || share >= 1 {
-			errs = append(errs, fmt.Errorf("reserved share of %q must be in (0,1), got %v", block, share))
+	for block, share := range reserved {
+		if block == "" || share < 0 || share >= 1 {
+			errs = append(errs, fmt.Errorf("reserved share of %q must be in [0,1), got %v", block, share))
+		}
+		if share <= 0 {
+			delete(reserved, block)
+			continue
 		}
 		sum += share
 	}
 	if sum >= 1 {
-		errs = append(errs, fmt.Errorf("reserved shares add up to %v, must be below 1", sum))
+		_, explicit := o.Reserved["instances"]
+		note := ""
+		if !explicit {
+			note = " (with the default 0.3 for \"instances\"; set it explicitly to change it)"
+		}
+		errs = append(errs, fmt.Errorf("reserved shares add up to %v%s, must be below 1", sum, note))
 	}
+	o.Reserved = reserved
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
@@ -192,37 +273,63 @@ func newBucket(qps float64, burst int, reserved map[string]float64) *bucket {
 	rest := 1.0
 	for block, share := range reserved {
 		rest -= share
-		bk.reserved[block] = rate.NewLimiter(rate.Limit(qps*share), max(1, int(float64(burst)*share)))
+		bk.reserved[block] = rate.NewLimiter(rate.Limit(qps*share), shareOf(burst, share))
 	}
-	bk.shared = rate.NewLimiter(rate.Limit(qps*rest), max(1, int(float64(burst)*rest)))
+	bk.shared = rate.NewLimiter(rate.Limit(qps*rest), shareOf(burst, rest))
 	return bk
 }
 
+// shareOf returns share of burst, rounded down but at least 1; the epsilon
+// keeps 10 * (1 - 0.2 - 0.3) at 5, not 4.
+func shareOf(burst int, share float64) int {
+	return max(1, int(math.Floor(float64(burst)*share+1e-9)))
+}
+
 // Do runs fn as the call c: it takes a token of c's kind (from c.Block's
-// reserved share first, else the shared one), waits out the kind's
-// Retry-After gate, runs fn, and retries transient and throttled errors with
-// exponential backoff and jitter up to MaxAttempts. The total time spent
-// waiting never exceeds MaxWait.
+// reserved share first, else the shared one), waits out the Retry-After gate
+// of c's family and kind (re-reading it after every wait), runs fn with a
+// context bounded by AttemptTimeout, and retries transient and throttled
+// errors with exponential backoff and jitter (a cloud's Retry-After replaces
+// the backoff) up to MaxAttempts (or c.MaxAttempts). The time spent waiting
+// never exceeds MaxWait; the time in fn is bounded by AttemptTimeout per
+// attempt.
 //
-// Do returns fn's error unchanged when it is nil, not found, permanent or
-// unclassified (so upstream sentinels survive); otherwise the last error
-// wrapped with the attempt count. When waiting would exceed MaxWait it
-// returns a *ThrottledError (matching ErrThrottled) whose RetryAfter tells
-// when to come back; when ctx ends it returns ctx's error.
+// Errors:
+//   - fn's error unchanged when it is nil, not found, permanent or
+//     unclassified (so upstream sentinels survive);
+//   - when the attempts run out on transient or throttled errors, the last
+//     error wrapped with the attempt count ("giving up after N attempts");
+//   - when a wait for a token, a gate or the next attempt would overrun
+//     MaxWait, a *ThrottledError (matching ErrThrottled and
+//     ErrBudgetExhausted) whose RetryAfter tells when to come back and whose
+//     chain keeps the last cloud error, if an attempt was made;
+//   - when ctx ends, ctx's error (or the attempt's error wrapping it);
+//   - an error wrapping ErrInvalidCall for an invalid c or a nil fn, without
+//     calling anything.
 func (b *Budget) Do(ctx context.Context, c Call, fn func(context.Context) error) error {
-	if b == nil {
-		return fn(ctx)
+	if err := c.validate(); err != nil {
+		return err
 	}
-	deadline := b.clock.Now().Add(b.opts.MaxWait)
+	if fn == nil {
+		return fmt.Errorf("%w %s %s: nil function", ErrInvalidCall, c.Block, c.Op)
+	}
+	if b == nil {
+		actx, cancel := withAttemptTimeout(ctx, clock.RealClock{}, DefaultAttemptTimeout)
+		defer cancel()
+		return fn(actx)
+	}
+	attempts := b.opts.MaxAttempts
+	if c.MaxAttempts > 0 {
+		attempts = c.MaxAttempts
+	}
+	w := &waiter{b: b, c: c, left: b.opts.MaxWait}
 	for attempt := 1; ; attempt++ {
-		if err := b.admit(ctx, c, deadline); err != nil {
+		if err := w.admit(ctx); err != nil {
 			b.metrics.rejected(c)
 			return err
 		}
-		start := b.clock.Now()
-		err := fn(ctx)
+		err := b.attempt(ctx, c, fn)
 		class := Classify(err)
-		b.metrics.observe(c, class, b.clock.Since(start))
 		switch class {
 		case ClassOK, ClassNotFound, ClassPermanent:
 			return err
@@ -230,69 +337,149 @@ func (b *Budget) Do(ctx context.Context, c Call, fn func(context.Context) error)
 		if ctx.Err() != nil {
 			return err
 		}
-		if ra, ok := RetryAfter(err); ok {
-			b.holdGate(c.Kind, b.clock.Now().Add(ra))
+		w.last, w.attempts = err, attempt
+		ra, hasRA := RetryAfter(err)
+		if hasRA {
+			b.holdGate(c, b.clock.Now().Add(ra))
 		}
-		if attempt >= b.opts.MaxAttempts {
+		if attempt >= attempts {
 			return fmt.Errorf("%s %s: giving up after %d attempts: %w", c.Block, c.Op, attempt, err)
 		}
-		delay := b.backoff(attempt)
-		if b.clock.Now().Add(delay).After(deadline) {
-			return fmt.Errorf("%s %s: wait budget of %s spent after %d attempts: %w", c.Block, c.Op, b.opts.MaxWait, attempt, err)
+		if hasRA {
+			continue // the gate holds the next attempt for the cloud's Retry-After
 		}
-		if err := b.sleep(ctx, delay); err != nil {
+		if err := w.sleep(ctx, b.backoff(attempt), "backing off"); err != nil {
+			b.metrics.rejected(c)
 			return err
 		}
 	}
 }
 
-// Wait takes one token for c without running anything, honouring the
+// attempt runs fn once under AttemptTimeout and records it.
+func (b *Budget) attempt(ctx context.Context, c Call, fn func(context.Context) error) error {
+	actx, cancel := withAttemptTimeout(ctx, b.clock, b.opts.AttemptTimeout)
+	defer cancel()
+	start := b.clock.Now()
+	err := fn(actx)
+	b.metrics.observe(c, Classify(err), b.clock.Since(start))
+	return err
+}
+
+// Wait takes one token for c without running anything, honouring c's
 // Retry-After gate, for authors with their own retry loop. It returns nil,
-// a *ThrottledError when the wait would exceed MaxWait, or ctx's error.
+// a *ThrottledError (matching ErrBudgetExhausted) when the wait would exceed
+// MaxWait, ctx's error, or an error wrapping ErrInvalidCall.
 func (b *Budget) Wait(ctx context.Context, c Call) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
 	if b == nil {
-		return nil
+		return ctx.Err()
 	}
-	return b.admit(ctx, c, b.clock.Now().Add(b.opts.MaxWait))
+	w := &waiter{b: b, c: c, left: b.opts.MaxWait}
+	if err := w.admit(ctx); err != nil {
+		b.metrics.rejected(c)
+		return err
+	}
+	return nil
 }
 
-// HoldUntil closes the gate of kind k until t, as if the cloud had answered
-// with that Retry-After. Calls of that kind wait (within MaxWait) or fail
-// fast with a *ThrottledError until then.
-func (b *Budget) HoldUntil(k Kind, t time.Time) {
+// HoldUntil closes the Retry-After gate of c's family and kind until t, as
+// if the cloud had answered c with that Retry-After. Calls of that family
+// and kind wait (within MaxWait) or fail fast with a *ThrottledError until
+// then. It returns an error wrapping ErrInvalidCall for an invalid c.
+func (b *Budget) HoldUntil(c Call, t time.Time) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
 	if b != nil {
-		b.holdGate(k, t)
+		b.holdGate(c, t)
+	}
+	return nil
+}
+
+// AttemptTimeout returns the bound of each attempt's context.
+func (b *Budget) AttemptTimeout() time.Duration {
+	if b == nil {
+		return DefaultAttemptTimeout
+	}
+	return b.opts.AttemptTimeout
+}
+
+func (b *Budget) holdGate(c Call, until time.Time) {
+	k := gateKey{c.family(), c.Kind}
+	b.gateMu.Lock()
+	defer b.gateMu.Unlock()
+	if until.After(b.gates[k]) {
+		b.gates[k] = until
 	}
 }
 
-func (b *Budget) holdGate(k Kind, until time.Time) {
-	bk := b.buckets[k]
-	bk.mu.Lock()
-	if until.After(bk.gateUntil) {
-		bk.gateUntil = until
-	}
-	bk.mu.Unlock()
+func (b *Budget) gate(c Call) time.Time {
+	b.gateMu.Lock()
+	defer b.gateMu.Unlock()
+	return b.gates[gateKey{c.family(), c.Kind}]
 }
 
-// admit waits for the gate and a token, or fails fast past deadline.
-func (b *Budget) admit(ctx context.Context, c Call, deadline time.Time) error {
+// waiter is one Do or Wait call's wait budget and what it last saw.
+type waiter struct {
+	b        *Budget
+	c        Call
+	left     time.Duration // of MaxWait
+	last     error         // the last attempt's error
+	attempts int           // attempts made
+}
+
+// exhausted returns the *ThrottledError of a wait that would overrun MaxWait.
+func (w *waiter) exhausted(retryAfter time.Duration, waitingFor string) error {
+	retryAfter = max(retryAfter, w.b.gate(w.c).Sub(w.b.clock.Now()))
+	var cause error
+	if w.last == nil {
+		cause = fmt.Errorf("%s %s: %w (%s, %s left of %s)", w.c.Block, w.c.Op, ErrBudgetExhausted, waitingFor, w.left, w.b.opts.MaxWait)
+	} else {
+		cause = fmt.Errorf("%s %s: %w (%s, %s left of %s) after %d attempts: %w", w.c.Block, w.c.Op, ErrBudgetExhausted, waitingFor, w.left, w.b.opts.MaxWait, w.attempts, w.last)
+	}
+	return &ThrottledError{RetryAfter: retryAfter, Err: cause}
+}
+
+// sleep waits d out of the wait budget, or fails fast when d overruns it.
+func (w *waiter) sleep(ctx context.Context, d time.Duration, waitingFor string) error {
+	if d > w.left {
+		return w.exhausted(d, waitingFor)
+	}
+	start := w.b.clock.Now()
+	err := w.b.sleep(ctx, d)
+	w.left -= w.b.clock.Since(start)
+	return err
+}
+
+// waitGate waits until the call's gate is open, re-reading it after each
+// wait (a 429 meanwhile may have extended it).
+func (w *waiter) waitGate(ctx context.Context) error {
+	for {
+		now := w.b.clock.Now()
+		gate := w.b.gate(w.c)
+		if !now.Before(gate) {
+			return nil
+		}
+		what := fmt.Sprintf("%s calls of family %q held by the cloud's Retry-After", w.c.Kind, w.c.family())
+		if err := w.sleep(ctx, gate.Sub(now), what); err != nil {
+			return err
+		}
+	}
+}
+
+// admit waits for the gate and a token, or fails fast past the wait budget.
+func (w *waiter) admit(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := w.waitGate(ctx); err != nil {
+		return err
+	}
+	b, c := w.b, w.c
 	bk := b.buckets[c.Kind]
 	now := b.clock.Now()
-	bk.mu.Lock()
-	gate := bk.gateUntil
-	bk.mu.Unlock()
-	if now.Before(gate) {
-		if gate.After(deadline) {
-			return &ThrottledError{RetryAfter: gate.Sub(now), Err: fmt.Errorf("%s %s: %s calls held by the cloud's Retry-After", c.Block, c.Op, c.Kind)}
-		}
-		if err := b.sleep(ctx, gate.Sub(now)); err != nil {
-			return err
-		}
-		now = b.clock.Now()
-	}
 	reserved := bk.reserved[c.Block]
 	if reserved != nil && reserved.AllowN(now, 1) {
 		return nil
@@ -307,18 +494,18 @@ func (b *Budget) admit(ctx context.Context, c Call, deadline time.Time) error {
 		}
 	}
 	delay := r.DelayFrom(now)
-	if now.Add(delay).After(deadline) {
-		r.CancelAt(now)
-		return &ThrottledError{RetryAfter: delay, Err: fmt.Errorf("%s %s: %w", c.Block, c.Op, errBudgetExhausted)}
-	}
 	if delay == 0 {
 		return nil
 	}
-	if err := b.sleep(ctx, delay); err != nil {
+	if delay > w.left {
+		r.CancelAt(now)
+		return w.exhausted(delay, "waiting for a "+c.Kind.String()+" token")
+	}
+	if err := w.sleep(ctx, delay, "waiting for a token"); err != nil {
 		r.CancelAt(b.clock.Now())
 		return err
 	}
-	return nil
+	return w.waitGate(ctx)
 }
 
 func (b *Budget) backoff(attempt int) time.Duration {

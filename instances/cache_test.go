@@ -262,11 +262,12 @@ func TestCacheMetrics(t *testing.T) {
 	_, _ = c.Get(t.Context(), instances.Key{ID: "i-x"})
 	_, _ = c.Get(t.Context(), instances.Key{ID: "i-x"})
 	want := `
-# HELP ccmkit_instances_cache_requests_total [ALPHA] Instance cache lookups by result: hit, negative_hit (known missing), miss.
+# HELP ccmkit_instances_cache_requests_total [ALPHA] Instance cache lookups by result: hit, negative_hit (known missing), stale (served past expiry while the cloud fails), miss.
 # TYPE ccmkit_instances_cache_requests_total counter
 ccmkit_instances_cache_requests_total{result="hit"} 1
 ccmkit_instances_cache_requests_total{result="miss"} 2
 ccmkit_instances_cache_requests_total{result="negative_hit"} 1
+ccmkit_instances_cache_requests_total{result="stale"} 0
 `
 	require.NoError(t, testutil.GatherAndCompare(c.Gatherer(), strings.NewReader(want), "ccmkit_instances_cache_requests_total"))
 }

@@ -26,22 +26,20 @@ type Builder struct {
 	budgetSet  bool
 
 	routes cloudprovider.Routes
-
-	controllers []Controller
 }
 
 // ErrBuild is wrapped by every error Build returns.
 var ErrBuild = errors.New("framework: invalid provider")
 
-var providerName = regexp.MustCompile(`^[a-z][a-z0-9+.-]*$`)
+var providerNameRE = regexp.MustCompile(`^[a-z][a-z0-9+.-]*$`)
 
 // NewBuilder starts a provider named name: the --cloud-provider value and the
 // scheme of node providerIDs ("<name>://<instance-id>"), so it must be a
 // valid URI scheme (lower case letters, digits, '+', '.', '-').
 func NewBuilder(name string) *Builder {
 	b := &Builder{name: name}
-	if !providerName.MatchString(name) {
-		b.errs = append(b.errs, fmt.Errorf("provider name %q must match %s (it is the providerID scheme)", name, providerName))
+	if !providerNameRE.MatchString(name) {
+		b.errs = append(b.errs, fmt.Errorf("provider name %q must match %s (it is the providerID scheme)", name, providerNameRE))
 	}
 	return b
 }
@@ -84,21 +82,6 @@ func (b *Builder) WithUpstreamRoutes(r cloudprovider.Routes) *Builder {
 	return b
 }
 
-// WithController adds an extra controller that NewCommand registers beside
-// upstream's (enabled by default, subject to --controllers).
-func (b *Builder) WithController(c Controller) *Builder {
-	if err := c.validate(); err != nil {
-		b.errs = append(b.errs, err)
-	}
-	for _, other := range b.controllers {
-		if other.Name == c.Name {
-			b.errs = append(b.errs, fmt.Errorf("controller %q added twice", c.Name))
-		}
-	}
-	b.controllers = append(b.controllers, c)
-	return b
-}
-
 // Build returns the Provider, or an error wrapping ErrBuild that joins every
 // problem recorded by the chain and found while building blocks.
 func (b *Builder) Build() (*Provider, error) {
@@ -107,7 +90,7 @@ func (b *Builder) Build() (*Provider, error) {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	p := &Provider{name: b.name, budget: budget, routes: b.routes, controllers: b.controllers}
+	p := &Provider{name: b.name, budget: budget, routes: b.routes}
 	if budget != nil {
 		p.collectors = append(p.collectors, budget.Collectors()...)
 	}

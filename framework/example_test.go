@@ -1,8 +1,11 @@
 package framework_test
 
 import (
+	"context"
 	"fmt"
 	"os"
+
+	cliflag "k8s.io/component-base/cli/flag"
 
 	"github.com/ccmkit/ccmkit/cloudcall"
 	"github.com/ccmkit/ccmkit/framework"
@@ -10,26 +13,38 @@ import (
 	"github.com/ccmkit/ccmkit/testing/fakecloud"
 )
 
-// The whole main.go of a provider: build the Provider, wrap it in the
-// upstream command, run it. (Compile-only: running it needs a cluster.)
+// The whole main.go of a provider: the command parses the flags, then
+// builds the Provider from the completed configuration (here: the
+// --cloud-config file, and a flag of the provider's own), then runs
+// upstream's manager. (Compile-only: running it needs a cluster.)
 func Example_main() {
-	backend := fakecloud.New(fakecloud.Options{}).Instances() // your cloud's instances.Source
-	p, err := framework.NewBuilder("example").
-		WithInstances(backend, instances.CacheOptions{}).
-		WithBudget(cloudcall.BudgetOptions{ReadQPS: 50, ReadBurst: 100}).
-		Build()
+	var region string
+	var flags cliflag.NamedFlagSets
+	flags.FlagSet("example").StringVar(&region, "example-region", "eu-1", "The cloud region.")
+
+	cmd, err := framework.NewCommand(framework.CommandOptions{
+		ProviderName: "example",
+		Version:      "v1.0.0",
+		Flags:        flags,
+		NewProvider: func(ctx context.Context, cfg *framework.Config) (*framework.Provider, error) {
+			if cfg.CloudConfig == nil {
+				return nil, fmt.Errorf("--cloud-config is required")
+			}
+			// Parse cfg.CloudConfig, build the SDK client for region, check
+			// the credentials; an error here ends the command before
+			// leader election.
+			backend := fakecloud.New(fakecloud.Options{}).Instances() // your cloud's instances.Source
+			return framework.NewBuilder("example").
+				WithInstances(backend, instances.CacheOptions{}).
+				WithBudget(cloudcall.BudgetOptions{ReadQPS: 50, ReadBurst: 100}).
+				Build()
+		},
+	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	cmd, err := framework.NewCommand(p, framework.CommandOptions{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if err := cmd.Execute(); err != nil {
-		os.Exit(1)
-	}
+	os.Exit(framework.Run(cmd))
 }
 
 // Build reports every misuse at once.

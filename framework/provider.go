@@ -17,13 +17,12 @@ import (
 // of blocks that were not configured report false. It is safe for concurrent
 // use.
 type Provider struct {
-	name        string
-	budget      *cloudcall.Budget
-	cache       *instances.Cache
-	instances   *instances.InstancesV2
-	routes      cloudprovider.Routes
-	controllers []Controller
-	collectors  []metrics.Registerable
+	name       string
+	budget     *cloudcall.Budget
+	cache      *instances.Cache
+	instances  *instances.InstancesV2
+	routes     cloudprovider.Routes
+	collectors []metrics.Registerable
 
 	mu            sync.Mutex
 	clientBuilder cloudprovider.ControllerClientBuilder
@@ -113,9 +112,6 @@ func (p *Provider) InstanceCache() *instances.Cache { return p.cache }
 
 // Collectors returns every block's metrics, for the binary's registry.
 func (p *Provider) Collectors() []metrics.Registerable { return p.collectors }
-
-// Controllers returns the extra controllers added with WithController.
-func (p *Provider) Controllers() []Controller { return p.controllers }
 
 // InitializeCount returns how many times Initialize was called.
 func (p *Provider) InitializeCount() int {

@@ -1,0 +1,4 @@
+package framework
+
+// CloudProviderVersion is exported for tests.
+const CloudProviderVersion = cloudProviderVersion

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -20,23 +21,37 @@ type InstancesFixture struct {
 	// cases run too.
 	Source instances.Source
 	// Known are instances the backend holds, as it should report them. They
-	// must include at least one with a NodeName; the suite compares ID,
-	// NodeName, Type, Zone, Region, State and Addresses.
+	// must include at least one with a NodeName; the suite compares every
+	// field: ID, NodeName, ProviderID, Type, Zone, Region, State, Addresses,
+	// PodCIDRs and Labels (nil and empty are equal).
 	Known []instances.Instance
 	// MissingID and MissingNodeName name an instance and a node the backend
 	// does not have.
 	MissingID, MissingNodeName string
+	// FailNext, when set, makes the backend's SDK (or the in-memory stand-in
+	// for it) fail its next call with f, as the cloud's API would. The
+	// error-classification cases run only when it is set.
+	FailNext func(f SDKFailure)
+}
+
+// SDKFailure is a failure of the cloud's API, for InstancesFixture.FailNext:
+// an HTTP-like status code and, when positive, a Retry-After.
+type SDKFailure struct {
+	StatusCode int
+	RetryAfter time.Duration
 }
 
 type instancesCase struct {
 	name, rule string
-	check      func(ctx context.Context, f InstancesFixture) error
+	// needsFailNext marks the cases that run only with a FailNext hook.
+	needsFailNext bool
+	check         func(ctx context.Context, f InstancesFixture) error
 }
 
 var instancesCases = []instancesCase{
 	{
 		name: "lookup-by-id",
-		rule: "Lookup with Key.ID returns that instance with the fields the cloud holds",
+		rule: "Lookup with Key.ID returns that instance with every field the cloud holds (provider ID, addresses, pod CIDRs and labels included)",
 		check: func(ctx context.Context, f InstancesFixture) error {
 			var errs []error
 			for _, want := range f.Known {
@@ -158,6 +173,49 @@ var instancesCases = []instancesCase{
 		},
 	},
 	{
+		name:          "sdk-404-is-not-found",
+		rule:          "a 404 from the cloud for the instance asked about is an error wrapping cloudcall.ErrNotFound and no instance",
+		needsFailNext: true,
+		check: func(ctx context.Context, f InstancesFixture) error {
+			f.FailNext(SDKFailure{StatusCode: 404})
+			got, err := f.Source.Lookup(ctx, instances.Key{ID: f.Known[0].ID})
+			var errs []error
+			if !errors.Is(err, cloudcall.ErrNotFound) {
+				errs = append(errs, fmt.Errorf("lookup after a 404: error = %v, want one wrapping cloudcall.ErrNotFound", err))
+			}
+			if got != nil {
+				errs = append(errs, fmt.Errorf("lookup after a 404 returned instance %q", got.ID))
+			}
+			return errors.Join(errs...)
+		},
+	},
+	{
+		name:          "sdk-429-is-throttled",
+		rule:          "a 429 with Retry-After is classified throttled (cloudcall.Throttled) with that Retry-After, by Lookup and List, so the budget waits as the cloud asked",
+		needsFailNext: true,
+		check: func(ctx context.Context, f InstancesFixture) error {
+			return classifiesAs(ctx, f, SDKFailure{StatusCode: 429, RetryAfter: 7 * time.Second}, cloudcall.ClassThrottled)
+		},
+	},
+	{
+		name:          "sdk-5xx-is-transient",
+		rule:          "a 5xx without Retry-After is classified transient (cloudcall.Transient), by Lookup and List, so the budget retries it",
+		needsFailNext: true,
+		check: func(ctx context.Context, f InstancesFixture) error {
+			return errors.Join(
+				classifiesAs(ctx, f, SDKFailure{StatusCode: 500}, cloudcall.ClassTransient),
+				classifiesAs(ctx, f, SDKFailure{StatusCode: 503}, cloudcall.ClassTransient))
+		},
+	},
+	{
+		name:          "sdk-503-with-retry-after-is-throttled",
+		rule:          "a 503 with Retry-After is classified throttled with that Retry-After: the cloud said when to come back",
+		needsFailNext: true,
+		check: func(ctx context.Context, f InstancesFixture) error {
+			return classifiesAs(ctx, f, SDKFailure{StatusCode: 503, RetryAfter: 5 * time.Second}, cloudcall.ClassThrottled)
+		},
+	},
+	{
 		name: "concurrent-lookups",
 		rule: "Lookup is safe for concurrent use and gives every caller the same answer (run with -race)",
 		check: func(ctx context.Context, f InstancesFixture) error {
@@ -184,10 +242,46 @@ var instancesCases = []instancesCase{
 	},
 }
 
-var compareInstances = cmp.Options{
-	cmpopts.IgnoreFields(instances.Instance{}, "ProviderID", "PodCIDRs", "Labels"),
-	cmpopts.EquateEmpty(),
+// classifiesAs checks that Lookup (and List, when implemented) fail with an
+// error of class want, and the failure's Retry-After when it has one.
+func classifiesAs(ctx context.Context, f InstancesFixture, fail SDKFailure, want cloudcall.Class) error {
+	calls := []struct {
+		name string
+		call func() (bool, error)
+	}{{"Lookup", func() (bool, error) {
+		inst, err := f.Source.Lookup(ctx, instances.Key{ID: f.Known[0].ID})
+		return inst != nil, err
+	}}}
+	if l, ok := f.Source.(instances.Lister); ok {
+		calls = append(calls, struct {
+			name string
+			call func() (bool, error)
+		}{"List", func() (bool, error) {
+			list, err := l.List(ctx)
+			return list != nil, err
+		}})
+	}
+	var errs []error
+	for _, c := range calls {
+		f.FailNext(fail)
+		result, err := c.call()
+		if got := cloudcall.Classify(err); got != want {
+			errs = append(errs, fmt.Errorf("%s after a %d: class %v (error %v), want %v", c.name, fail.StatusCode, got, err, want))
+			continue
+		}
+		if result {
+			errs = append(errs, fmt.Errorf("%s after a %d returned a result with its error", c.name, fail.StatusCode))
+		}
+		if fail.RetryAfter > 0 {
+			if ra, _ := cloudcall.RetryAfter(err); ra != fail.RetryAfter {
+				errs = append(errs, fmt.Errorf("%s after a %d with Retry-After %s: cloudcall.RetryAfter = %s", c.name, fail.StatusCode, fail.RetryAfter, ra))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
+
+var compareInstances = cmp.Options{cmpopts.EquateEmpty()}
 
 func sameInstance(want instances.Instance, got *instances.Instance) error {
 	if got == nil {
@@ -218,7 +312,8 @@ func checkFixture(f InstancesFixture) error {
 	return nil
 }
 
-// TestInstances runs every instances case against f and returns every
+// TestInstances runs every instances case against f (the error
+// classification cases only when f.FailNext is set) and returns every
 // violation joined, each prefixed with the case name and rule.
 func TestInstances(ctx context.Context, f InstancesFixture) error {
 	if err := checkFixture(f); err != nil {
@@ -226,6 +321,9 @@ func TestInstances(ctx context.Context, f InstancesFixture) error {
 	}
 	var errs []error
 	for _, c := range instancesCases {
+		if c.needsFailNext && f.FailNext == nil {
+			continue
+		}
 		if err := c.check(ctx, f); err != nil {
 			errs = append(errs, fmt.Errorf("%s (%s): %w", c.name, c.rule, err))
 		}
@@ -234,7 +332,8 @@ func TestInstances(ctx context.Context, f InstancesFixture) error {
 }
 
 // RunInstances runs every instances case as a subtest, each with a fresh
-// fixture from newFixture.
+// fixture from newFixture; the error classification cases are skipped when
+// the fixture has no FailNext.
 func RunInstances(t *testing.T, newFixture func(t *testing.T) InstancesFixture) {
 	t.Helper()
 	for _, c := range instancesCases {
@@ -242,6 +341,9 @@ func RunInstances(t *testing.T, newFixture func(t *testing.T) InstancesFixture) 
 			f := newFixture(t)
 			if err := checkFixture(f); err != nil {
 				t.Fatal(err)
+			}
+			if c.needsFailNext && f.FailNext == nil {
+				t.Skip("the fixture has no FailNext hook")
 			}
 			if err := c.check(t.Context(), f); err != nil {
 				t.Errorf("rule: %s\n%v", c.rule, err)

@@ -287,4 +287,3 @@ func ParseConfig(opts CommandOptions, args []string) (*Config, error) {
 	cfg.provider = opts.Provider
 	return cfg, nil
 }
-

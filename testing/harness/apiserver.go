@@ -58,7 +58,9 @@ type FakeOptions struct {
 //     resourceVersion is refused (BadRequest) and its deletionTimestamp
 //     dropped;
 //   - resourceVersion: one counter for the whole clientset, bumped by every
-//     write, as a decimal string;
+//     write, as a decimal string; an update or patch that changes nothing
+//     is not written (same resourceVersion, no watch event), as with the
+//     API server's storage;
 //   - update and patch: an update whose object carries a resourceVersion
 //     other than the stored one, or a patch whose body sets a stale
 //     metadata.resourceVersion, fails with Conflict; uid, creationTimestamp,
@@ -308,6 +310,19 @@ func (s *apiServer) create(a k8stesting.CreateActionImpl) (runtime.Object, error
 			return nil, err
 		}
 	}
+	if gr.Resource == "events" && gr.Group == "" {
+		// Event recorders name an Event "<object>.<UnixNano hex>"; inside a
+		// synctest bubble time stands still between two Events about one
+		// object, so the second would collide with the first and be lost.
+		// A real API server never sees that: keep both.
+		base := m.GetName()
+		for i := 1; ; i++ {
+			if _, err := s.tracker.Get(a.GetResource(), a.GetNamespace(), m.GetName()); apierrors.IsNotFound(err) {
+				break
+			}
+			m.SetName(fmt.Sprintf("%s.%d", base, i))
+		}
+	}
 	m.SetResourceVersion(s.nextRV())
 	if err := s.tracker.Create(a.GetResource(), obj, a.GetNamespace(), a.CreateOptions); err != nil {
 		return nil, err
@@ -401,6 +416,11 @@ func (s *apiServer) write(gvr schema.GroupVersionResource, ns, subresource strin
 	if tracksGeneration(obj) && !apiequality.Semantic.DeepEqual(specOf(old), specOf(obj)) {
 		m.SetGeneration(oldMeta.GetGeneration() + 1)
 	}
+	if unchanged(old, obj) {
+		// As the API server's storage: no write, no new
+		// resourceVersion, no watch event.
+		return old, nil
+	}
 	m.SetResourceVersion(s.nextRV())
 	if deleting && len(m.GetFinalizers()) == 0 {
 		if err := s.tracker.Delete(gvr, ns, m.GetName()); err != nil {
@@ -492,6 +512,18 @@ func groupResource(obj runtime.Object) schema.GroupResource {
 	gk := groupKind(obj)
 	gvr, _ := meta.UnsafeGuessKindToResource(gk.WithVersion(""))
 	return gvr.GroupResource()
+}
+
+// unchanged reports whether obj, written over old, equals it but for
+// resourceVersion, managedFields and apiVersion and kind.
+func unchanged(old, obj runtime.Object) bool {
+	cur := obj.DeepCopyObject()
+	m, _ := meta.Accessor(cur)
+	oldMeta, _ := meta.Accessor(old)
+	m.SetResourceVersion(oldMeta.GetResourceVersion())
+	m.SetManagedFields(oldMeta.GetManagedFields())
+	cur.GetObjectKind().SetGroupVersionKind(old.GetObjectKind().GroupVersionKind())
+	return apiequality.Semantic.DeepEqual(old, cur)
 }
 
 func newFinalizers(old, cur []string) []string {

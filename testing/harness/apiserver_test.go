@@ -831,3 +831,33 @@ func TestFakeClientsetGracefulDeleteThroughInformer(t *testing.T) {
 		}
 	})
 }
+
+func TestFakeClientsetNoOpWriteIsNotStored(t *testing.T) {
+	c := newFake(t, harness.FakeOptions{})
+	ctx := t.Context()
+	svc := createService(t, c, lbService("s"))
+	w, err := c.CoreV1().Services("default").Watch(ctx, metav1.ListOptions{ResourceVersion: svc.ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	patched, err := c.CoreV1().Services("default").Patch(ctx, "s", types.StrategicMergePatchType, []byte(`{"spec":{"type":"LoadBalancer"}}`), metav1.PatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	updated, err := c.CoreV1().Services("default").Update(ctx, &v1.Service{ObjectMeta: svc.ObjectMeta, Spec: lbService("s").Spec}, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{svc.ResourceVersion, svc.ResourceVersion}, []string{patched.ResourceVersion, updated.ResourceVersion}); diff != "" {
+		t.Errorf("resourceVersion after no-op patch and update (-want +got):\n%s", diff)
+	}
+	// A real change is written, and is the first event the watch sees.
+	if _, err := c.CoreV1().Services("default").Patch(ctx, "s", types.MergePatchType, []byte(`{"metadata":{"labels":{"a":"b"}}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ev := <-w.ResultChan()
+	if got := ev.Object.(*v1.Service); got.Labels["a"] != "b" {
+		t.Errorf("first watch event: %s of %v, want the label change", ev.Type, got.Labels)
+	}
+}

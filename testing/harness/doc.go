@@ -1,21 +1,53 @@
-// Package harness runs the real upstream cloud controllers
-// (k8s.io/cloud-provider/controllers/node and .../nodelifecycle) and ccmkit's
-// own controllers against a provider, so a provider is tested the way a
-// cloud-controller-manager runs it.
+// Package harness runs the real upstream cloud controllers (cloud-node,
+// cloud-node-lifecycle, service-lb, node-route, from k8s.io/cloud-provider)
+// and ccmkit's own (node IPAM, and a provider's) against a provider, from
+// the same controller table and flags as the command
+// (framework.Controllers, framework.ParseConfig), so a provider is tested
+// the way its cloud-controller-manager runs it.
 //
-// With client-go's fake clientset (the default) tests run inside
-// testing/synctest bubbles: the upstream controllers' queues and timers use
-// the real clock and take no injected one, and a bubble makes that clock
-// simulated, so 30 minutes of controller time pass in about a second, with
-// no sleeps. Given a kubeconfig, the same harness drives a real API server
-// (end-to-end tests), in real time.
+// # Simulated time
 //
-// [Start] starts the controllers and registers their shutdown with t.Cleanup
+// With the default client, tests run inside testing/synctest bubbles: the
+// upstream controllers' queues and timers use the real clock and take no
+// injected one, and a bubble makes that clock simulated, so 30 minutes of
+// controller time pass in about a second, with no sleeps. Install the
+// bubble-safe error backoff from TestMain ([Main] or
+// [InstallErrorBackoff]); [Start] fails the test otherwise. Given a
+// kubeconfig, the same harness drives a real API server, in real time.
+//
+// # An API server, emulated
+//
+// [NewFakeClientset] (the default client) is client-go's fake clientset
+// with what the controllers rely on from an API server: UIDs,
+// creationTimestamp and resourceVersion on create, Conflict for a stale
+// resourceVersion, graceful deletion with finalizers (including the
+// status-subresource patch through which the service controller removes
+// its finalizer), and Service defaulting (IP families from the cluster's,
+// node ports, health-check node ports for externalTrafficPolicy: Local,
+// protocol TCP, ipMode VIP). None of it applies to a real API server.
+//
+// # Lifecycle and helpers
+//
+// [Start] parses [Options].Flags, initializes the provider as the manager
+// does (Initialize, then SetInformers), sets up each listed controller,
+// starts and syncs the informers, runs the controllers and registers
+// [Harness.Stop] with t.Cleanup; Stop waits for every controller it started
 // (every controller is stopped before the test, or its bubble, ends, on
 // failure paths too). The Wait helpers poll a condition until it holds or a
 // timeout passes; they never sleep for a fixed time.
 //
-// Limits: the service and route controllers are not started yet (they land
-// with the lb and routes blocks); client-go's fake clientset ignores
-// finalizers and deletes at once.
+// When the lifecycle controller deletes a Node: only while the Node is
+// NotReady (Ready False or Unknown, or no Ready condition at all), once
+// InstanceExists reports the instance gone. Through ccmkit's instance cache
+// that is after the cached entry expires (CacheOptions.TTL, 1 minute by
+// default) plus one monitor period (--node-monitor-period, 5 s). A stopped
+// instance of a NotReady Node gets the shutdown taint
+// (node.cloudprovider.kubernetes.io/shutdown) instead. [HasTaint] takes
+// such keys; cloudproviderapi names them (TaintExternalCloudProvider,
+// TaintNodeShutdown).
+//
+// Limits: the emulation is not an API server (no validation beyond what is
+// listed, no admission, no field selectors on the fake's lists); watch
+// buffers are client-go's (100 events), so create thousands of objects in
+// batches.
 package harness

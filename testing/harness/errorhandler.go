@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"runtime"
 	"slices"
@@ -100,22 +101,9 @@ func errorBackoffInstalled() bool {
 	return errorBackoffState.installed > 0
 }
 
-var legacyErrorBackoff sync.Once
-
-// bubbleSafeErrorBackoff is what Start calls today. When the test binary
-// installed the backoff from TestMain it does nothing. Otherwise it falls
-// back to installing it lazily, once per process and never restored, which
-// races with goroutines of earlier tests reading ErrorHandlers: packages
-// using the harness should call [Main] from TestMain instead.
-//
-// Deprecated: to be replaced in Start by a check of errorBackoffInstalled
-// that fails the test with a message pointing at Main.
-func bubbleSafeErrorBackoff() {
-	if errorBackoffInstalled() {
-		return
-	}
-	legacyErrorBackoff.Do(func() { InstallErrorBackoff() })
-}
+// errNoErrorBackoff is Start's error when the test binary did not install
+// the error backoff.
+var errNoErrorBackoff = errors.New("the bubble-safe error backoff is not installed: add func TestMain(m *testing.M) { harness.Main(m) } to the test package (or call harness.InstallErrorBackoff from your TestMain)")
 
 // isUpstreamBackoff reports whether h is a closure created by upstream's
 // backoffError.

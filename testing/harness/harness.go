@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,54 +13,72 @@ import (
 	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/fake"
 	restclient "k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	cloudprovider "k8s.io/cloud-provider"
 	cloudproviderapi "k8s.io/cloud-provider/api"
-	"k8s.io/cloud-provider/app/config"
-	cloudnode "k8s.io/cloud-provider/controllers/node"
-	nodelifecycle "k8s.io/cloud-provider/controllers/nodelifecycle"
+	"k8s.io/cloud-provider/app"
 	"k8s.io/cloud-provider/names"
 	controllersmetrics "k8s.io/component-base/metrics/prometheus/controllers"
 
 	"github.com/ccmkit/ccmkit/framework"
 )
 
-// Controller names accepted in Options.Controllers (upstream's canonical
-// names).
+// Canonical names of the upstream controllers, for Options.Controllers
+// (aliases such as "cloud-node", "service" and "route" work too).
 const (
 	CloudNode     = names.CloudNodeController
 	NodeLifecycle = names.CloudNodeLifecycleController
+	Service       = names.ServiceLBController
+	Route         = names.NodeRouteController
+	NodeIPAM      = framework.NodeIPAMControllerName
 )
+
+// DefaultClusterName is the --cluster-name the harness passes unless
+// Options set one: not upstream's default "kubernetes", under which ccmkit
+// refuses to reap cloud resources.
+const DefaultClusterName = "ccmkit-harness"
 
 // Options configures Start. The zero value means defaults.
 type Options struct {
-	// Provider is the cloud under test, required. A *framework.Provider's
-	// extra controllers are not started unless listed in Extra.
+	// Provider is the cloud under test, required: a *framework.Provider,
+	// or any cloudprovider.Interface for upstream's controllers.
 	Provider cloudprovider.Interface
-	// Client is the API client (default a new fake clientset). Ignored
-	// when Kubeconfig is set.
+	// Client is the API client. Default: NewFakeClientset, a fake
+	// clientset that emulates what the controllers need from an API server
+	// (UIDs, resourceVersion conflicts, graceful deletion, Service
+	// defaulting). Ignored when Kubeconfig is set.
 	Client kubernetes.Interface
 	// Kubeconfig, when set, points the harness at a real API server.
 	Kubeconfig string
-	// Controllers lists the upstream controllers to run (default CloudNode
-	// and NodeLifecycle).
+	// Controllers lists the controllers to run, by canonical name or alias,
+	// from the command's table (framework.Controllers): upstream's, ccmkit's
+	// and Extra. Default: CloudNode and NodeLifecycle. A listed controller
+	// whose New reports ErrNotStarted is skipped and recorded (see
+	// Harness.Skipped); any other error fails Start.
 	Controllers []string
-	// Extra are ccmkit controllers to start beside upstream's.
+	// Extra are the provider's own controllers, added to the table as
+	// framework.CommandOptions.Controllers adds them.
 	Extra []framework.Controller
-	// Config is the manager configuration (flags such as --cluster-cidr)
-	// handed to the Extra controllers; nil for none.
-	Config *config.CompletedConfig
-	// NodeMonitorPeriod is the lifecycle controller's period (default 5s,
-	// upstream's default).
-	NodeMonitorPeriod time.Duration
-	// NodeStatusUpdateFrequency is the node controller's address refresh
-	// period (default 5m, upstream's default).
-	NodeStatusUpdateFrequency time.Duration
+	// Flags are command-line flags, parsed as the command parses them
+	// ("--cluster-cidr=10.244.0.0/16", "--allocate-node-cidrs",
+	// "--node-monitor-period=5s"). ClusterName and ClusterCIDRs are added
+	// in front; a flag here wins.
+	Flags []string
+	// ClusterName is --cluster-name (default DefaultClusterName).
+	ClusterName string
+	// ClusterCIDRs is --cluster-cidr, comma-separated ("" for none). It
+	// also sets the IP families of the fake clientset's Service defaulting
+	// when Client is not set.
+	ClusterCIDRs string
+	// Resync is the shared informers' resync period. Default: as
+	// upstream's manager, a random period between --min-resync-period
+	// (12h) and twice that.
+	Resync time.Duration
 	// PollInterval and WaitTimeout shape the Wait helpers (defaults 100ms
 	// and 2m; simulated time inside a synctest bubble).
 	PollInterval, WaitTimeout time.Duration
@@ -74,18 +93,25 @@ type Harness struct {
 	Informers informers.SharedInformerFactory
 	// Provider is the cloud under test.
 	Provider cloudprovider.Interface
+	// Config is the configuration parsed from the flags.
+	Config *framework.Config
+	// Metrics is the controller-manager metrics the controllers record.
+	Metrics *controllersmetrics.ControllerManagerMetrics
 
-	opts   Options
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	once   sync.Once
+	opts    Options
+	ctx     context.Context
+	cancel  context.CancelFunc
+	running []*framework.Tracked
+	skipped map[string]error
+	once    sync.Once
 }
 
-// Start builds the client, initializes the provider as the manager does
-// (Initialize, then SetInformers), starts the controllers and the informers,
-// waits for the informers to sync, and registers Stop with t.Cleanup. It
-// fails the test on any setup error.
+// Start parses the flags, builds the client, initializes the provider as
+// the manager does (Initialize, then SetInformers), sets up every listed
+// controller, starts the informers, waits for them to sync, runs the
+// controllers, and registers Stop with t.Cleanup. It fails the test on any
+// setup error. Inside a testing/synctest bubble call it from the bubble's
+// function, and install the error backoff from TestMain (see Main).
 func Start(t testing.TB, opts Options) *Harness {
 	t.Helper()
 	h, err := start(t.Context(), opts)
@@ -96,19 +122,31 @@ func Start(t testing.TB, opts Options) *Harness {
 	return h
 }
 
+// TryStart is Start for callers that handle the error themselves: it does
+// not register Stop, which the caller must call on success.
+func TryStart(ctx context.Context, opts Options) (*Harness, error) { return start(ctx, opts) }
+
+func (o Options) args() []string {
+	name := o.ClusterName
+	if name == "" {
+		name = DefaultClusterName
+	}
+	args := []string{"--cluster-name=" + name}
+	if o.ClusterCIDRs != "" {
+		args = append(args, "--cluster-cidr="+o.ClusterCIDRs)
+	}
+	return append(args, o.Flags...)
+}
+
 func start(parent context.Context, opts Options) (*Harness, error) {
-	bubbleSafeErrorBackoff()
+	if !errorBackoffInstalled() {
+		return nil, errNoErrorBackoff
+	}
 	if opts.Provider == nil {
 		return nil, errors.New("Options.Provider is required")
 	}
 	if opts.Controllers == nil {
 		opts.Controllers = []string{CloudNode, NodeLifecycle}
-	}
-	if opts.NodeMonitorPeriod == 0 {
-		opts.NodeMonitorPeriod = 5 * time.Second
-	}
-	if opts.NodeStatusUpdateFrequency == 0 {
-		opts.NodeStatusUpdateFrequency = 5 * time.Minute
 	}
 	if opts.PollInterval == 0 {
 		opts.PollInterval = 100 * time.Millisecond
@@ -116,10 +154,18 @@ func start(parent context.Context, opts Options) (*Harness, error) {
 	if opts.WaitTimeout == 0 {
 		opts.WaitTimeout = 2 * time.Minute
 	}
+	p, _ := opts.Provider.(*framework.Provider)
+	cfg, err := framework.ParseConfig(framework.CommandOptions{
+		ProviderName: opts.Provider.ProviderName(),
+		Provider:     p,
+		Controllers:  opts.Extra,
+	}, opts.args())
+	if err != nil {
+		return nil, fmt.Errorf("flags: %w", err)
+	}
 	var restConfig *restclient.Config
 	client := opts.Client
 	if opts.Kubeconfig != "" {
-		var err error
 		restConfig, err = clientcmd.BuildConfigFromFlags("", opts.Kubeconfig)
 		if err != nil {
 			return nil, fmt.Errorf("kubeconfig: %w", err)
@@ -130,41 +176,68 @@ func start(parent context.Context, opts Options) (*Harness, error) {
 		}
 	}
 	if client == nil {
-		client = fake.NewClientset()
+		client = NewFakeClientset(FakeOptions{IPFamilies: families(cfg)})
 	}
+	resync := opts.Resync
+	if resync == 0 {
+		resync = app.ResyncPeriod(cfg.Upstream)()
+	}
+	table := cfg.Controllers()
+	var run []framework.Controller
+	for _, name := range opts.Controllers {
+		i := slices.IndexFunc(table, func(c framework.Controller) bool { return c.Name == name || slices.Contains(c.Aliases, name) })
+		if i < 0 {
+			if canonical, ok := names.CCMControllerAliases()[name]; ok {
+				i = slices.IndexFunc(table, func(c framework.Controller) bool { return c.Name == canonical })
+			}
+		}
+		if i < 0 {
+			return nil, fmt.Errorf("unknown controller %q (known: %s)", name, strings.Join(controllerNames(table), ", "))
+		}
+		run = append(run, table[i])
+	}
+
 	ctx, cancel := context.WithCancel(parent)
 	h := &Harness{
 		Client:    client,
-		Informers: informers.NewSharedInformerFactory(client, 0),
+		Informers: informers.NewSharedInformerFactory(client, resync),
 		Provider:  opts.Provider,
+		Config:    cfg,
+		Metrics:   controllersmetrics.NewControllerManagerMetrics("ccmkit-harness"),
 		opts:      opts,
 		ctx:       ctx,
 		cancel:    cancel,
+		skipped:   map[string]error{},
 	}
 	opts.Provider.Initialize(clientBuilder{client: client, config: restConfig}, ctx.Done())
 	if iu, ok := opts.Provider.(cloudprovider.InformerUser); ok {
 		iu.SetInformers(h.Informers)
 	}
-	metrics := controllersmetrics.NewControllerManagerMetrics("ccmkit-harness")
-	var runs []func()
-	for _, name := range opts.Controllers {
-		run, err := h.upstream(name, metrics)
+	var runnables []framework.Runnable
+	var started []framework.Controller
+	for _, c := range run {
+		if c.Check != nil {
+			if err := c.Check(cfg); errors.Is(err, framework.ErrNotStarted) {
+				h.skipped[c.Name] = err
+				continue
+			} else if err != nil {
+				cancel()
+				return nil, fmt.Errorf("controller %s: %w", c.Name, err)
+			}
+		}
+		r, err := c.New(ctx, framework.ControllerContext{
+			Client: client, Informers: h.Informers, Config: cfg, Cloud: opts.Provider, Provider: p, Metrics: h.Metrics,
+		})
+		if errors.Is(err, framework.ErrNotStarted) {
+			h.skipped[c.Name] = err
+			continue
+		}
 		if err != nil {
 			cancel()
-			return nil, err
+			return nil, fmt.Errorf("controller %s: %w", c.Name, err)
 		}
-		runs = append(runs, run)
-	}
-	for _, run := range runs {
-		h.wg.Go(run)
-	}
-	p, _ := opts.Provider.(*framework.Provider)
-	for _, c := range opts.Extra {
-		err := c.Start(ctx, framework.ControllerContext{Client: client, Informers: h.Informers, Config: opts.Config, Provider: p, Metrics: metrics})
-		if err != nil {
-			h.Stop()
-			return nil, fmt.Errorf("controller %q: %w", c.Name, err)
-		}
+		runnables = append(runnables, r)
+		started = append(started, c)
 	}
 	h.Informers.Start(ctx.Done())
 	for typ, ok := range h.Informers.WaitForCacheSync(ctx.Done()) {
@@ -173,34 +246,60 @@ func start(parent context.Context, opts Options) (*Harness, error) {
 			return nil, fmt.Errorf("informer for %v did not sync", typ)
 		}
 	}
+	for i, r := range runnables {
+		h.running = append(h.running, framework.Start(ctx, started[i], r, h.Metrics))
+	}
 	return h, nil
 }
 
-func (h *Harness) upstream(name string, metrics *controllersmetrics.ControllerManagerMetrics) (func(), error) {
-	nodes := h.Informers.Core().V1().Nodes()
-	switch name {
-	case CloudNode:
-		c, err := cloudnode.NewCloudNodeController(nodes, h.Client, h.Provider, h.opts.NodeStatusUpdateFrequency, 1, 1)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		return func() { c.RunWithContext(h.ctx, metrics) }, nil
-	case NodeLifecycle:
-		c, err := nodelifecycle.NewCloudNodeLifecycleController(nodes, h.Client, h.Provider, h.opts.NodeMonitorPeriod, 1)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		return func() { c.Run(h.ctx, metrics) }, nil
+func controllerNames(table []framework.Controller) []string {
+	out := make([]string, len(table))
+	for i, c := range table {
+		out[i] = c.Name
 	}
-	return nil, fmt.Errorf("unknown controller %q (known: %s, %s)", name, CloudNode, NodeLifecycle)
+	return out
 }
 
-// Stop stops every controller and the informers and waits for them to
-// return. It is idempotent; Start registers it with t.Cleanup.
+// families returns the IP families of the cluster CIDRs, IPv4 when none.
+func families(cfg *framework.Config) []v1.IPFamily {
+	var out []v1.IPFamily
+	for _, p := range cfg.ClusterCIDRs {
+		if p.Addr().Is4() {
+			out = append(out, v1.IPv4Protocol)
+		} else {
+			out = append(out, v1.IPv6Protocol)
+		}
+	}
+	if len(out) == 0 {
+		out = []v1.IPFamily{v1.IPv4Protocol}
+	}
+	return out
+}
+
+// Skipped returns the reason a listed controller did not start (an error
+// wrapping framework.ErrNotStarted), or nil if it runs.
+func (h *Harness) Skipped(name string) error { return h.skipped[name] }
+
+// Running reports whether the controller with the canonical name was
+// started and has not stopped.
+func (h *Harness) Running(name string) bool {
+	for _, t := range h.running {
+		if t.Name() == name {
+			return !t.Stopped()
+		}
+	}
+	return false
+}
+
+// Stop stops every controller and the informers and waits for every
+// controller it started to return. It is idempotent; Start registers it
+// with t.Cleanup.
 func (h *Harness) Stop() {
 	h.once.Do(func() {
 		h.cancel()
-		h.wg.Wait()
+		for _, t := range h.running {
+			<-t.Done()
+		}
 		h.Informers.Shutdown()
 	})
 }
@@ -237,6 +336,13 @@ func (h *Harness) WaitForNode(t testing.TB, name, what string, cond func(*v1.Nod
 }
 
 // WaitForNodeGone waits until node name is deleted.
+//
+// The cloud-node-lifecycle controller deletes a Node only while its Ready
+// condition is False or Unknown (a Node with no Ready condition counts as
+// NotReady), and only once InstanceExists says the instance is gone: with
+// ccmkit's instance cache that is after the cached entry expires (the cache
+// TTL, 1 minute by default, or at once for a deleted instance the cache has
+// not seen) plus one monitor period (--node-monitor-period, 5 s).
 func (h *Harness) WaitForNodeGone(t testing.TB, name string) {
 	t.Helper()
 	h.WaitFor(t, "node "+name+" deleted", func(ctx context.Context) (bool, error) {
@@ -289,12 +395,32 @@ func (h *Harness) Node(t testing.TB, name string) *v1.Node {
 	return n
 }
 
+// SetNodeReady sets node name's Ready condition (as a kubelet reports it,
+// or stops reporting it with Unknown), failing the test on error.
+func (h *Harness) SetNodeReady(t testing.TB, name string, status v1.ConditionStatus) {
+	t.Helper()
+	n := h.Node(t, name)
+	n = n.DeepCopy()
+	cond := v1.NodeCondition{Type: v1.NodeReady, Status: status}
+	if i := slices.IndexFunc(n.Status.Conditions, func(c v1.NodeCondition) bool { return c.Type == v1.NodeReady }); i >= 0 {
+		n.Status.Conditions[i] = cond
+	} else {
+		n.Status.Conditions = append(n.Status.Conditions, cond)
+	}
+	if _, err := h.Client.CoreV1().Nodes().UpdateStatus(h.ctx, n, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("setting node %s Ready=%s: %v", name, status, err)
+	}
+}
+
 // NewNode returns a Node as a kubelet with --cloud-provider=external
-// registers it: carrying the uninitialized taint, with the given Ready
-// status ("" for no Ready condition at all).
+// registers it: carrying the uninitialized taint
+// (cloudproviderapi.TaintExternalCloudProvider,
+// "node.cloudprovider.kubernetes.io/uninitialized"), with the given Ready
+// status ("" for no Ready condition at all), and a UID derived from the
+// name (a real API server sets one; the fake clientset keeps it).
 func NewNode(name string, ready v1.ConditionStatus) *v1.Node {
 	n := &v1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
+		ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name)},
 		Spec: v1.NodeSpec{Taints: []v1.Taint{{
 			Key:    cloudproviderapi.TaintExternalCloudProvider,
 			Value:  "true",
@@ -307,7 +433,11 @@ func NewNode(name string, ready v1.ConditionStatus) *v1.Node {
 	return n
 }
 
-// HasTaint reports whether node carries a taint with key.
+// HasTaint reports whether node carries a taint with key, for instance
+// cloudproviderapi.TaintExternalCloudProvider (not initialized yet) or
+// cloudproviderapi.TaintNodeShutdown
+// ("node.cloudprovider.kubernetes.io/shutdown", set by the lifecycle
+// controller on a NotReady Node whose instance is stopped).
 func HasTaint(node *v1.Node, key string) bool {
 	return slices.ContainsFunc(node.Spec.Taints, func(t v1.Taint) bool { return t.Key == key })
 }

@@ -10,45 +10,31 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/kubernetes/fake"
-	"k8s.io/cloud-provider/app/config"
-	cpconfig "k8s.io/cloud-provider/config"
 
 	"github.com/ccmkit/ccmkit/framework"
 	"github.com/ccmkit/ccmkit/instances"
-	"github.com/ccmkit/ccmkit/ipam"
+	"github.com/ccmkit/ccmkit/ipam/nodeipam"
 	"github.com/ccmkit/ccmkit/testing/fakecloud"
 	"github.com/ccmkit/ccmkit/testing/harness"
 )
 
-// ipamSetup is the framework's node IPAM controller and the manager
-// configuration of --allocate-node-cidrs=true, --cluster-cidr and
-// --cidr-allocator-type it starts with.
-type ipamSetup struct {
-	controller framework.Controller
-	config     *config.CompletedConfig
-}
-
-func nodeIPAM(clusterCIDR, allocatorType string, opts framework.NodeIPAMOptions) ipamSetup {
-	var cc cpconfig.CloudControllerManagerConfiguration
-	cc.KubeCloudShared.AllocateNodeCIDRs = true
-	cc.KubeCloudShared.ClusterCIDR = clusterCIDR
-	cc.KubeCloudShared.CIDRAllocatorType = allocatorType
-	return ipamSetup{framework.NodeIPAMController(&opts), (&config.Config{ComponentConfig: cc}).Complete()}
-}
-
 const dualStackCIDRs = "10.244.0.0/16,fd00:10:244::/56"
 
-var dualStackMasks = framework.NodeIPAMOptions{NodeCIDRMaskSizeIPv4: 24, NodeCIDRMaskSizeIPv6: 64}
+var dualStackMasks = []string{"--node-cidr-mask-size-ipv4=24", "--node-cidr-mask-size-ipv6=64"}
 
-func startIPAM(t *testing.T, client kubernetes.Interface, p *framework.Provider, setup ipamSetup) *harness.Harness {
+// startIPAM runs the node IPAM controller alone with --allocate-node-cidrs,
+// --cluster-cidr=clusterCIDRs and the other flags.
+func startIPAM(t *testing.T, client kubernetes.Interface, p *framework.Provider, clusterCIDRs string, flags ...string) *harness.Harness {
 	t.Helper()
 	if p == nil {
 		var err error
 		p, err = framework.NewBuilder("fake").Build()
 		require.NoError(t, err)
 	}
-	return harness.Start(t, harness.Options{Provider: p, Client: client, Controllers: []string{}, Extra: []framework.Controller{setup.controller}, Config: setup.config})
+	return harness.Start(t, harness.Options{
+		Provider: p, Client: client, Controllers: []string{harness.NodeIPAM},
+		ClusterCIDRs: clusterCIDRs, Flags: append([]string{"--allocate-node-cidrs"}, flags...),
+	})
 }
 
 func hasPodCIDRs(n *v1.Node) bool { return len(n.Spec.PodCIDRs) > 0 }
@@ -87,7 +73,7 @@ func createAssigned(t *testing.T, h *harness.Harness, names ...string) {
 
 func TestNodeIPAMAssignsDualStackPodCIDRs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := startIPAM(t, nil, nil, nodeIPAM(dualStackCIDRs, framework.RangeAllocator, dualStackMasks))
+		h := startIPAM(t, nil, nil, dualStackCIDRs, append(dualStackMasks, "--cidr-allocator-type=RangeAllocator")...)
 		createAssigned(t, h, "node-1", "node-2")
 		want := map[string][]string{
 			"node-1": {"10.244.0.0/24", "fd00:10:244::/64"},
@@ -99,13 +85,13 @@ func TestNodeIPAMAssignsDualStackPodCIDRs(t *testing.T) {
 
 func TestNodeIPAMRestartAllocatesNoCIDRTwice(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		client := fake.NewClientset()
-		h := startIPAM(t, client, nil, nodeIPAM(dualStackCIDRs, "", dualStackMasks))
+		client := harness.NewFakeClientset(harness.FakeOptions{})
+		h := startIPAM(t, client, nil, dualStackCIDRs, dualStackMasks...)
 		createAssigned(t, h, "node-1", "node-2")
 		h.Stop()
 		synctest.Wait() // the first controller has returned
 
-		h = startIPAM(t, client, nil, nodeIPAM(dualStackCIDRs, "", dualStackMasks))
+		h = startIPAM(t, client, nil, dualStackCIDRs, dualStackMasks...)
 		createAssigned(t, h, "node-3")
 		want := map[string][]string{
 			"node-1": {"10.244.0.0/24", "fd00:10:244::/64"},
@@ -118,7 +104,7 @@ func TestNodeIPAMRestartAllocatesNoCIDRTwice(t *testing.T) {
 
 func TestNodeIPAMReusesDeletedNodesCIDRs(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := startIPAM(t, nil, nil, nodeIPAM(dualStackCIDRs, "", dualStackMasks))
+		h := startIPAM(t, nil, nil, dualStackCIDRs, dualStackMasks...)
 		createAssigned(t, h, "node-1", "node-2")
 		require.NoError(t, h.Client.CoreV1().Nodes().Delete(h.Context(), "node-1", metav1.DeleteOptions{}))
 		h.WaitForNodeGone(t, "node-1")
@@ -136,10 +122,10 @@ func TestNodeIPAMExhaustedRangeGivesEventAndNoPartialAllocation(t *testing.T) {
 	// IPv6 is the primary family, so it is allocated first and must be
 	// released when IPv4 (room for one /24) turns out to be full.
 	synctest.Test(t, func(t *testing.T) {
-		h := startIPAM(t, nil, nil, nodeIPAM("fd00:10:244::/56,10.244.0.0/24", "", dualStackMasks))
+		h := startIPAM(t, nil, nil, "fd00:10:244::/56,10.244.0.0/24", dualStackMasks...)
 		createAssigned(t, h, "node-1")
 		h.CreateNode(t, harness.NewNode("node-2", v1.ConditionTrue))
-		e := h.WaitForEvent(t, "node-2", ipam.ReasonCIDRNotAvailable)
+		e := h.WaitForEvent(t, "node-2", nodeipam.ReasonCIDRNotAvailable)
 		assert.Equal(t, v1.EventTypeWarning, e.Type)
 		assert.Equal(t, "Node", e.InvolvedObject.Kind)
 		assert.Contains(t, e.Message, "10.244.0.0/24")
@@ -163,7 +149,7 @@ func TestNodeIPAMCloudAllocatorCopiesInstanceCIDRs(t *testing.T) {
 		p, err := framework.NewBuilder("fake").WithInstances(cloud.Instances(), instances.CacheOptions{}).Build()
 		require.NoError(t, err)
 
-		h := startIPAM(t, nil, p, nodeIPAM(dualStackCIDRs, framework.CloudAllocator, framework.NodeIPAMOptions{}))
+		h := startIPAM(t, nil, p, dualStackCIDRs, "--cidr-allocator-type=CloudAllocator")
 		createAssigned(t, h, "node-1", "node-2")
 		want := map[string][]string{
 			"node-1": {"10.244.7.0/24", "fd00:10:244:7::/64"}, // in --cluster-cidr's family order

@@ -57,10 +57,13 @@ type FakeOptions struct {
 //     generation 1; a name from generateName; a create carrying a
 //     resourceVersion is refused (BadRequest) and its deletionTimestamp
 //     dropped;
-//   - resourceVersion: one counter for the whole clientset, bumped by every
-//     write, as a decimal string; an update or patch that changes nothing
-//     is not written (same resourceVersion, no watch event), as with the
-//     API server's storage;
+//   - resourceVersion: a decimal counter per resource, bumped by every
+//     stored write, equal to the one client-go's tracker serves as a list's
+//     resourceVersion and starts a watch from, so a watch from an object's
+//     resourceVersion sees exactly the later changes (the API server's
+//     counter is global; clients may only compare them for equality); an
+//     update or patch that changes nothing is not written (same
+//     resourceVersion, no watch event), as with the API server's storage;
 //   - update and patch: an update whose object carries a resourceVersion
 //     other than the stored one, or a patch whose body sets a stale
 //     metadata.resourceVersion, fails with Conflict; uid, creationTimestamp,
@@ -108,10 +111,11 @@ type FakeOptions struct {
 // finalizers of propagation policies are ignored), grace periods of Pods,
 // status/spec separation for kinds other than Services and Nodes,
 // server-side apply and delete-collection beyond what client-go's fake
-// does (they bypass this emulation), writes through Tracker() (they bypass
-// it too), watch bookmarks and resourceVersion semantics of list and watch
-// (the tracker's own, per-resource counter serves those), and field
-// selectors. Lists and watches are client-go's fake's.
+// does (they bypass this emulation; an applied object keeps the
+// resourceVersion it had), writes through Tracker() (they bypass it too and
+// put resourceVersions out of step), watch bookmarks, resourceVersion
+// arguments of get and list, and field selectors. Lists and watches are
+// client-go's fake's.
 //
 // Every call is serialized by the fake's lock, as all fake clientset calls
 // are; the clientset is safe for concurrent use.
@@ -152,7 +156,7 @@ type apiServer struct {
 	tracker   k8stesting.ObjectTracker
 
 	mu       sync.Mutex
-	rv       int64 // last resourceVersion handed out
+	rvs      map[schema.GroupVersionResource]int64 // last resourceVersion stored, per resource
 	uids     int64 // objects created
 	ports    map[int32]string
 	ips      map[netip.Addr]string
@@ -169,6 +173,7 @@ func newAPIServer(opts FakeOptions) (*apiServer, error) {
 		ports:     map[int32]string{},
 		ips:       map[netip.Addr]string{},
 		nextIP:    map[v1.IPFamily]netip.Addr{},
+		rvs:       map[schema.GroupVersionResource]int64{},
 	}
 	if len(s.families) == 0 {
 		s.families = []v1.IPFamily{v1.IPv4Protocol}
@@ -233,7 +238,16 @@ func (s *apiServer) react(action k8stesting.Action) (bool, runtime.Object, error
 		obj, err := s.update(a)
 		return true, obj, err
 	case k8stesting.PatchActionImpl:
-		if sub := a.GetSubresource(); (sub != "" && sub != "status") || a.GetPatchType() == types.ApplyPatchType {
+		if a.GetPatchType() == types.ApplyPatchType {
+			// Server-side apply: client-go's fake applies it; keep the
+			// resourceVersion count in step with its tracker.
+			handled, obj, err := k8stesting.ObjectReaction(s.tracker)(a)
+			if err == nil {
+				s.storedRV(a.GetResource())
+			}
+			return handled, obj, err
+		}
+		if sub := a.GetSubresource(); sub != "" && sub != "status" {
 			return false, nil, nil
 		}
 		obj, err := s.patch(a)
@@ -274,7 +288,9 @@ func (s *apiServer) seed(obj runtime.Object) error {
 		}
 		alloc.commit()
 	}
-	m.SetResourceVersion(s.nextRV())
+	gvr := seedResource(obj)
+	m.SetResourceVersion(s.nextRV(gvr))
+	s.storedRV(gvr)
 	return nil
 }
 
@@ -323,10 +339,11 @@ func (s *apiServer) create(a k8stesting.CreateActionImpl) (runtime.Object, error
 			m.SetName(fmt.Sprintf("%s.%d", base, i))
 		}
 	}
-	m.SetResourceVersion(s.nextRV())
+	m.SetResourceVersion(s.nextRV(a.GetResource()))
 	if err := s.tracker.Create(a.GetResource(), obj, a.GetNamespace(), a.CreateOptions); err != nil {
 		return nil, err
 	}
+	s.storedRV(a.GetResource())
 	alloc.commit()
 	return s.tracker.Get(a.GetResource(), a.GetNamespace(), m.GetName())
 }
@@ -421,7 +438,7 @@ func (s *apiServer) write(gvr schema.GroupVersionResource, ns, subresource strin
 		// resourceVersion, no watch event.
 		return old, nil
 	}
-	m.SetResourceVersion(s.nextRV())
+	m.SetResourceVersion(s.nextRV(gvr))
 	if deleting && len(m.GetFinalizers()) == 0 {
 		if err := s.tracker.Delete(gvr, ns, m.GetName()); err != nil {
 			return nil, err
@@ -432,6 +449,7 @@ func (s *apiServer) write(gvr schema.GroupVersionResource, ns, subresource strin
 	if err := store(obj); err != nil {
 		return nil, err
 	}
+	s.storedRV(gvr)
 	alloc.commit()
 	return s.tracker.Get(gvr, ns, m.GetName())
 }
@@ -465,16 +483,44 @@ func (s *apiServer) delete(a k8stesting.DeleteActionImpl) (runtime.Object, error
 	var zero int64
 	m.SetDeletionTimestamp(&now)
 	m.SetDeletionGracePeriodSeconds(&zero)
-	m.SetResourceVersion(s.nextRV())
+	m.SetResourceVersion(s.nextRV(gvr))
 	if err := s.tracker.Update(gvr, old, ns); err != nil {
 		return nil, err
 	}
+	s.storedRV(gvr)
 	return s.tracker.Get(gvr, ns, name)
 }
 
-func (s *apiServer) nextRV() string {
-	s.rv++
-	return strconv.FormatInt(s.rv, 10)
+// nextRV returns the resourceVersion client-go's tracker gives the next
+// object of gvr it stores: it counts per resource, from 1, and serves that
+// count as the list resourceVersion and as the watch start point, so
+// stamping the same number on the object keeps list, watch and object
+// resourceVersions consistent. Call storedRV once the tracker stored it.
+func (s *apiServer) nextRV(gvr schema.GroupVersionResource) string {
+	return strconv.FormatInt(s.lastRV(gvr)+1, 10)
+}
+
+func (s *apiServer) storedRV(gvr schema.GroupVersionResource) { s.rvs[gvr] = s.lastRV(gvr) + 1 }
+
+func (s *apiServer) lastRV(gvr schema.GroupVersionResource) int64 {
+	if rv, ok := s.rvs[gvr]; ok {
+		return rv
+	}
+	return 1
+}
+
+// seedResource is the resource client-go's tracker files an added object
+// under.
+func seedResource(obj runtime.Object) schema.GroupVersionResource {
+	gvks, _, err := scheme.Scheme.ObjectKinds(obj)
+	if err != nil || len(gvks) == 0 {
+		return schema.GroupVersionResource{}
+	}
+	gvr, _ := meta.UnsafeGuessKindToResource(gvks[0])
+	if gvr.Version == runtime.APIVersionInternal {
+		gvr.Version = ""
+	}
+	return gvr
 }
 
 func (s *apiServer) newUID() types.UID {

@@ -93,7 +93,6 @@ func TestFakeClientsetCreateSetsMetadata(t *testing.T) {
 		Generation int64
 	}
 	uids := map[types.UID]string{}
-	var last int64
 	for _, o := range []struct {
 		m          metav1.Object
 		generation int64
@@ -106,15 +105,50 @@ func TestFakeClientsetCreateSetsMetadata(t *testing.T) {
 			t.Errorf("%s has the uid of %s", m.GetName(), other)
 		}
 		uids[m.GetUID()] = m.GetName()
-		if n := rv(t, m); n <= last {
-			t.Errorf("%s: resourceVersion %d not above the previous %d", m.GetName(), n, last)
-		} else {
-			last = n
-		}
+		rv(t, m) // a decimal number
 		want := got{Created: epoch, Generation: o.generation}
 		if diff := cmp.Diff(want, got{Created: m.GetCreationTimestamp().UTC(), Generation: m.GetGeneration()}); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", m.GetName(), diff)
 		}
+	}
+}
+
+func TestFakeClientsetResourceVersionIncreases(t *testing.T) {
+	c := newFake(t, harness.FakeOptions{})
+	ctx := t.Context()
+	var last int64
+	for i := range 3 {
+		n, err := c.CoreV1().Nodes().Create(ctx, &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprint("n", i)}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Labels = map[string]string{"a": "b"}
+		u, err := c.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if created, updated := rv(t, n), rv(t, u); created <= last || updated <= created {
+			t.Errorf("resourceVersions %d (create), %d (update) after %d: want increasing", created, updated, last)
+		}
+		last = rv(t, u)
+	}
+	// The list's resourceVersion is the latest, and a watch from an
+	// object's resourceVersion sees only the later writes.
+	list, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := list.ResourceVersion; got != strconv.FormatInt(last, 10) {
+		t.Errorf("list resourceVersion %s, want %d", got, last)
+	}
+	w, err := c.CoreV1().Nodes().Watch(ctx, metav1.ListOptions{ResourceVersion: list.Items[1].ResourceVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	ev := <-w.ResultChan()
+	if got := ev.Object.(*v1.Node).Name; got != "n2" {
+		t.Errorf("watch from n1's resourceVersion: first event for %s, want n2", got)
 	}
 }
 

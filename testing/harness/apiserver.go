@@ -157,7 +157,7 @@ type apiServer struct {
 
 	mu       sync.Mutex
 	rvs      map[schema.GroupVersionResource]int64 // last resourceVersion stored, per resource
-	uids     int64 // objects created
+	uids     int64                                 // objects created
 	ports    map[int32]string
 	ips      map[netip.Addr]string
 	nextPort int32

@@ -18,13 +18,24 @@
 // # An API server, emulated
 //
 // [NewFakeClientset] (the default client) is client-go's fake clientset
-// with what the controllers rely on from an API server: UIDs,
-// creationTimestamp and resourceVersion on create, Conflict for a stale
-// resourceVersion, graceful deletion with finalizers (including the
-// status-subresource patch through which the service controller removes
-// its finalizer), and Service defaulting (IP families from the cluster's,
-// node ports, health-check node ports for externalTrafficPolicy: Local,
-// protocol TCP, ipMode VIP). None of it applies to a real API server.
+// with what controllers rely on from an API server: UIDs,
+// creationTimestamp, generation and per-resource resourceVersions on create
+// (consistent with list and watch); Conflict for an update or patch
+// carrying a stale resourceVersion; unchanged writes not stored; spec and
+// status written separately for Services and Nodes (use UpdateStatus for
+// Node conditions); graceful deletion with finalizers (deletionTimestamp
+// set, object deleted by the update or patch that removes the last
+// finalizer, including the status-subresource patch through which the
+// service controller removes its own; new finalizers refused while
+// deleting); and Service defaulting and allocation as kube-apiserver does it
+// (IP families and policy from [FakeOptions].IPFamilies, cluster IPs,
+// unique node ports, health-check node ports for externalTrafficPolicy:
+// Local, released on type change or deletion; protocol TCP; ipMode VIP).
+// Its limits: the Delete event carries the last stored state; no
+// validation beyond those checks, no admission, no garbage collector;
+// server-side apply and writes through Tracker() bypass it. Event names
+// are made unique, since inside a bubble two Events about one object get
+// the same timestamp-derived name. None of it applies to a real API server.
 //
 // # Lifecycle and helpers
 //

@@ -1,9 +1,12 @@
 // Package ipam allocates IP space for a cloud provider: pod CIDRs for nodes
 // and LoadBalancer addresses for Services, IPv4 and IPv6, over [net/netip].
+// It holds allocators, pools and parsers only, and imports no client-go:
+// the node IPAM controller, which assigns spec.podCIDRs to Nodes with a
+// CIDRSet per family, is package [github.com/ccmkit/ccmkit/ipam/nodeipam].
 //
 // # Levels
 //
-// The package has three levels; use the lowest one that does the job.
+// The package has two levels; use the lowest one that does the job.
 //
 //   - [CIDRSet] hands out equal-size subnets of a cluster prefix (the pod
 //     CIDRs of nodes): AllocateNext, Occupy, Release. [AddrSet] does the same
@@ -12,16 +15,6 @@
 //     restricted by namespace or label selector, with requested addresses,
 //     sharing by key with disjoint ports and dual-stack families. It holds an
 //     [AddrSet] per pool and family and adds the rules about Services.
-//   - [NodeController], the node IPAM controller, assigns spec.podCIDRs to
-//     Nodes: in range mode the lowest free subnets of the cluster CIDRs (a
-//     CIDRSet per family, dual-stack Nodes get both families or none), in
-//     cloud mode the CIDRs a [CloudCIDRsFunc] reports for the Node's
-//     instance. It occupies the pod CIDRs of every existing Node before it
-//     allocates anything, never changes a Node that has pod CIDRs, releases
-//     them when the Node is deleted, and reports what it cannot do with
-//     Events on the Node ([ReasonCIDRNotAvailable],
-//     [ReasonCIDRAssignmentFailed], [ReasonPodCIDRConflict],
-//     [ReasonInvalidPodCIDR]).
 //
 // To drop down a level, build the lower type yourself: an LBAllocator is a
 // list of AddrSets plus the record of which Service holds which address, so
@@ -41,10 +34,7 @@
 // a /32 IPv6 cluster cut into /64s costs memory only for what is used. A set
 // holds at most [MaxSetSize] (2^48) items.
 //
-// Restart safety: a NodeController waits for its Node informer to sync and
-// occupies every Node's pod CIDRs before its first allocation, and a CIDR
-// reserved for a Node stays reserved until the Node is deleted, even when
-// writing it to the Node fails. An LBAllocator refuses to allocate ([ErrNotReady]) until
+// Restart safety: an LBAllocator refuses to allocate ([ErrNotReady]) until
 // [LBAllocator.Restore] has recorded every address already in use (Service
 // status, requested addresses, the cloud's load balancers), so the same
 // address never goes to two Services after a restart. It never lets two
@@ -57,18 +47,11 @@
 // [ErrExhausted], [ErrNoPool], [ErrNotEligible], [ErrConflict],
 // [ErrNotReady]); check it with [errors.Is]. A conflict is a
 // [*ConflictError] that names the Service holding the address ([errors.As]).
-// Each method documents the errors it returns. [NewNodeController] reports
-// every bad option at once, each wrapping [ErrInvalid]; a running
-// NodeController reports through Events and logs, since its Run returns
-// nothing.
+// Each method documents the errors it returns.
 //
 // # Concurrency
 //
 // Every type is safe for concurrent use: each set and allocator has its own
 // mutex, held only in memory (never across a network call). There is no
-// package-level mutable state. A NodeController's workers sync different
-// Nodes in parallel (client-go's workqueue never hands one Node to two
-// workers); its allocations and releases happen under one mutex, never held
-// across an API or cloud call. Its Run must be called once and returns
-// after every goroutine it started has stopped.
+// package-level mutable state.
 package ipam

@@ -1,13 +1,17 @@
 package nodeipam
 
 import (
+	"context"
 	"net/netip"
 	"testing"
+	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/cache"
@@ -83,4 +87,50 @@ func TestLastAddr(t *testing.T) {
 	} {
 		assert.Equal(t, want, lastAddr(netip.MustParsePrefix(p)).String(), p)
 	}
+}
+
+// A starved Node is retried on its own, without a wake: here the deletion
+// that frees the subnet wakes nobody (as if the wake were lost), and the
+// Node still gets the subnet within one maximum backoff period.
+func TestControllerStarvedNodeRetriedWithoutWake(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		client := fake.NewClientset()
+		f := informers.NewSharedInformerFactory(client, 0)
+		c, err := New(client, f.Core().V1().Nodes(), Options{ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/24")}})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			assert.NoError(t, c.Run(ctx))
+		}()
+		defer func() { cancel(); <-done; f.Shutdown() }()
+		f.Start(ctx.Done())
+		synctest.Wait()
+
+		nodes := client.CoreV1().Nodes()
+		for _, name := range []string{"node-1", "node-2"} {
+			_, err := nodes.Create(ctx, &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, UID: types.UID("uid-" + name)}}, metav1.CreateOptions{})
+			require.NoError(t, err)
+			synctest.Wait()
+		}
+		<-time.After(time.Hour) // node-2's backoff reaches its cap
+		synctest.Wait()
+		require.True(t, c.ledger.Waiting("node-2"))
+
+		c.ledger.mu.Lock()
+		delete(c.ledger.starved, "node-2") // the deletion below wakes nobody
+		c.ledger.mu.Unlock()
+		require.NoError(t, nodes.Delete(ctx, "node-1", metav1.DeleteOptions{}))
+		synctest.Wait()
+		n, err := nodes.Get(ctx, "node-2", metav1.GetOptions{})
+		require.NoError(t, err)
+		require.Empty(t, n.Spec.PodCIDRs, "not woken")
+
+		<-time.After(DefaultMaxRetryDelay)
+		synctest.Wait()
+		n, err = nodes.Get(ctx, "node-2", metav1.GetOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, []string{"10.244.0.0/24"}, n.Spec.PodCIDRs, "retried within DefaultMaxRetryDelay")
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/util/workqueue"
 
 	"github.com/ccmkit/ccmkit/ipam"
 	"github.com/ccmkit/ccmkit/ipam/nodeipam"
@@ -147,6 +149,8 @@ func TestControllerOptionsErrors(t *testing.T) {
 		"too many subnets":              {nodeipam.Options{ClusterCIDRs: []netip.Prefix{p("fd00::/8")}}, "limit of 2^48"},
 		"two IPv4 service CIDRs":        {nodeipam.Options{ClusterCIDRs: []netip.Prefix{v4Cluster}, ServiceCIDRs: []netip.Prefix{p("10.96.0.0/12"), p("10.200.0.0/16")}}, "service CIDRs"},
 		"negative workers":              {nodeipam.Options{ClusterCIDRs: []netip.Prefix{v4Cluster}, Workers: -1}, "Workers"},
+		"cloud allocator without func":  {nodeipam.Options{Allocator: nodeipam.CloudAllocator}, "needs CloudCIDRs"},
+		"unknown allocator":             {nodeipam.Options{ClusterCIDRs: []netip.Prefix{v4Cluster}, Allocator: "Bogus"}, `unknown Allocator "Bogus"`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			client := fake.NewClientset()
@@ -460,5 +464,202 @@ func TestControllerCloudModeWithoutClusterCIDRs(t *testing.T) {
 		r.create(t, "node-1")
 		assert.Equal(t, []string{"172.16.3.0/26"}, r.podCIDRs(t)["node-1"])
 		assert.Empty(t, r.ctrl.Usage())
+	})
+}
+
+// countingLimiter counts the retries the controller asks for.
+type countingLimiter struct {
+	workqueue.TypedRateLimiter[string]
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func newCountingLimiter() *countingLimiter {
+	return &countingLimiter{TypedRateLimiter: nodeipam.DefaultRateLimiter(), calls: map[string]int{}}
+}
+
+func (l *countingLimiter) When(item string) time.Duration {
+	l.mu.Lock()
+	l.calls[item]++
+	l.mu.Unlock()
+	return l.TypedRateLimiter.When(item)
+}
+
+func (l *countingLimiter) retries(item string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.calls[item]
+}
+
+// elapse lets d pass in the synctest bubble's simulated clock.
+func elapse(d time.Duration) {
+	<-time.After(d)
+	synctest.Wait()
+}
+
+// eventsOf returns the Events about Node name.
+func (r *running) eventsOf(t *testing.T, name string) []v1.Event {
+	t.Helper()
+	list, err := r.client.CoreV1().Events(metav1.NamespaceAll).List(t.Context(), metav1.ListOptions{})
+	require.NoError(t, err)
+	var out []v1.Event
+	for _, e := range list.Items {
+		if e.InvolvedObject.Name == name {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// touch updates Node name n times without changing anything the
+// controller reads, as heartbeats and label changes do.
+func (r *running) touch(t *testing.T, name string, n int) {
+	t.Helper()
+	for i := range n {
+		node, err := r.client.CoreV1().Nodes().Get(t.Context(), name, metav1.GetOptions{})
+		require.NoError(t, err)
+		node = node.DeepCopy()
+		if node.Labels == nil {
+			node.Labels = map[string]string{}
+		}
+		node.Labels["touched"] = strconv.Itoa(i)
+		_, err = r.client.CoreV1().Nodes().Update(t.Context(), node, metav1.UpdateOptions{})
+		require.NoError(t, err)
+		synctest.Wait()
+	}
+}
+
+// Fix: in cloud mode a Node whose instance has no pod CIDRs yet was synced
+// (one cloud lookup and one Event) on every Node update. It is now retried
+// only with the rate limiter's backoff, and the Event is not repeated.
+func TestControllerCloudPendingNodeIsRateLimited(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var cloudCIDRs []netip.Prefix
+		var lookups atomic.Int32
+		limiter := newCountingLimiter()
+		r := startNodeController(t, fake.NewClientset(), nodeipam.Options{
+			ClusterCIDRs: []netip.Prefix{v4Cluster},
+			CloudCIDRs: func(context.Context, *v1.Node) ([]netip.Prefix, error) {
+				lookups.Add(1)
+				mu.Lock()
+				defer mu.Unlock()
+				return cloudCIDRs, nil
+			},
+			RateLimiter: limiter,
+		})
+		r.create(t, "node-1")
+		require.Equal(t, int32(1), lookups.Load())
+
+		r.touch(t, "node-1", 50)
+		assert.Equal(t, int32(1), lookups.Load(), "updates that change nothing the controller reads do not sync a Node being retried")
+
+		elapse(time.Hour)
+		// 5 ms doubling to 5 min takes 17 retries (about 11 min), then one
+		// per 5 min: about 27 in an hour, instead of one per update.
+		got := int(lookups.Load())
+		assert.GreaterOrEqual(t, got, 20, "the Node is retried with backoff")
+		assert.LessOrEqual(t, got, 35, "the Node is retried with backoff, not in a loop")
+		assert.Equal(t, got, limiter.retries("node-1"), "every lookup that finds nothing schedules one rate-limited retry")
+		events := r.eventsOf(t, "node-1")
+		require.Len(t, events, 1)
+		assert.Equal(t, nodeipam.ReasonCIDRNotAvailable, events[0].Reason)
+		assert.Equal(t, int32(1), events[0].Count, "the Event is recorded once, not once per retry")
+
+		// A providerID change is read: the Node is synced at once.
+		mu.Lock()
+		cloudCIDRs = []netip.Prefix{netip.MustParsePrefix("10.244.9.0/24")}
+		mu.Unlock()
+		n, err := r.client.CoreV1().Nodes().Get(t.Context(), "node-1", metav1.GetOptions{})
+		require.NoError(t, err)
+		n = n.DeepCopy()
+		n.Spec.ProviderID = "fake://i-1"
+		_, err = r.client.CoreV1().Nodes().Update(t.Context(), n, metav1.UpdateOptions{})
+		require.NoError(t, err)
+		synctest.Wait()
+		assert.Equal(t, []string{"10.244.9.0/24"}, r.podCIDRs(t)["node-1"])
+	})
+}
+
+// Fix: a Node starved by an exhausted range was retried only when a
+// deletion freed a subnet. It is now also retried with backoff, without an
+// Event per retry; and a deletion still wakes it at once.
+func TestControllerStarvedNodeIsRetriedWithBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		limiter := newCountingLimiter()
+		r := startNodeController(t, fake.NewClientset(), nodeipam.Options{
+			ClusterCIDRs: []netip.Prefix{netip.MustParsePrefix("10.244.0.0/24")}, // one /24
+			RateLimiter:  limiter,
+		})
+		r.create(t, "node-1", "node-2")
+		r.touch(t, "node-2", 20)
+		assert.Equal(t, 1, limiter.retries("node-2"), "updates do not sync a waiting Node")
+		elapse(time.Hour)
+		retries := limiter.retries("node-2")
+		assert.GreaterOrEqual(t, retries, 20, "the waiting Node is retried periodically")
+		assert.LessOrEqual(t, retries, 35, "with backoff")
+		events := r.eventsOf(t, "node-2")
+		require.Len(t, events, 1)
+		assert.Equal(t, nodeipam.ReasonCIDRNotAvailable, events[0].Reason)
+		assert.Equal(t, int32(1), events[0].Count, "the Event is recorded once, not once per retry")
+
+		r.delete(t, "node-1") // no time passes: the deletion wakes node-2
+		assert.Equal(t, []string{"10.244.0.0/24"}, r.podCIDRs(t)["node-2"])
+	})
+}
+
+// Fix: cloud mode on a dual-stack cluster silently left a Node
+// single-stack when the cloud reported one family.
+func TestControllerCloudSingleFamilyOnDualStackGivesEvent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cloud := map[string][]netip.Prefix{
+			"node-v4":   {netip.MustParsePrefix("10.244.3.0/24")},
+			"node-v6":   {netip.MustParsePrefix("fd00:10:244:3::/64")},
+			"node-dual": {netip.MustParsePrefix("10.244.4.0/24"), netip.MustParsePrefix("fd00:10:244:4::/64")},
+		}
+		r := startNodeController(t, fake.NewClientset(), nodeipam.Options{
+			ClusterCIDRs: dualStack.ClusterCIDRs,
+			CloudCIDRs: func(_ context.Context, n *v1.Node) ([]netip.Prefix, error) {
+				return cloud[n.Name], nil
+			},
+		})
+		r.create(t, "node-v4", "node-v6", "node-dual")
+		want := map[string][]string{
+			"node-v4":   {"10.244.3.0/24"},
+			"node-v6":   {"fd00:10:244:3::/64"},
+			"node-dual": {"10.244.4.0/24", "fd00:10:244:4::/64"},
+		}
+		if diff := cmp.Diff(want, r.podCIDRs(t)); diff != "" {
+			t.Errorf("pod CIDRs (-want +got):\n%s", diff)
+		}
+		assert.Equal(t, map[string][]string{
+			"node-v4": {nodeipam.ReasonPodCIDRFamilyMissing},
+			"node-v6": {nodeipam.ReasonPodCIDRFamilyMissing},
+		}, r.events(t))
+		assert.Contains(t, r.eventsOf(t, "node-v4")[0].Message, "no IPv6 pod CIDR")
+		assert.Contains(t, r.eventsOf(t, "node-v6")[0].Message, "no IPv4 pod CIDR")
+	})
+}
+
+func TestControllerRunTwice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		client := fake.NewClientset()
+		f := informers.NewSharedInformerFactory(client, 0)
+		c, err := nodeipam.New(client, f.Core().V1().Nodes(), dualStack)
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		f.Start(ctx.Done())
+		synctest.Wait()
+		require.ErrorContains(t, c.Run(ctx), "called twice")
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned before its context ended: %v", err)
+		default:
+		}
+		cancel()
+		assert.NoError(t, <-done, "Run returns nil when its context ends")
+		f.Shutdown()
 	})
 }

@@ -3,6 +3,7 @@ package nodeipam
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -49,8 +50,12 @@ func FuzzLedgerAccounting(f *testing.F) {
 				l.Adopt(name, uid, spec)
 			case 1:
 				cidrs, _, err := l.Allocate(name, uid)
-				if err == nil && len(cidrs) != 2 {
-					t.Fatalf("Allocate(%s) = %v: want both families", name, cidrs)
+				if err == nil {
+					// New CIDRs (both families) or the ones the Node has.
+					held, heldUID, ok := l.CIDRs(name)
+					if !ok || heldUID != uid || !slices.Equal(held, cidrs) || len(cidrs) == 0 {
+						t.Fatalf("Allocate(%s) = %v, but the ledger holds %v for %q (%v)", name, cidrs, held, heldUID, ok)
+					}
 				}
 				if err != nil && !l.Waiting(name) {
 					t.Fatalf("Allocate(%s) failed (%v) but the Node is not waiting", name, err)

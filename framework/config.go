@@ -62,6 +62,7 @@ func (c *Config) Controllers() []Controller { return slices.Clone(c.controllers)
 // Enabled reports whether --controllers enables the controller with the
 // canonical name (DisabledByDefault controllers only when named).
 func (c *Config) Enabled(name string) bool {
+	//lint:ignore SA1019 upstream's IsControllerEnabled takes the deprecated sets.String
 	return genericcontrollermanager.IsControllerEnabled(name, sets.String(c.disabled), c.Upstream.ComponentConfig.Generic.Controllers)
 }
 

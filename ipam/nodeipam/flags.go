@@ -62,8 +62,10 @@ type Flags struct {
 	ServiceClusterIPRange string
 }
 
-// FlagNames are the names of the flags AddFlags adds.
-var FlagNames = []string{"service-cluster-ip-range", "node-cidr-mask-size", "node-cidr-mask-size-ipv4", "node-cidr-mask-size-ipv6"}
+// FlagNames returns the names of the flags AddFlags adds, in a new slice.
+func FlagNames() []string {
+	return []string{"service-cluster-ip-range", "node-cidr-mask-size", "node-cidr-mask-size-ipv4", "node-cidr-mask-size-ipv6"}
+}
 
 // AddFlags adds the flags to fs, bound to f, with kube-controller-manager's
 // names and help. A flag of that name already in fs makes pflag panic, as

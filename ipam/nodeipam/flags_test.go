@@ -20,7 +20,7 @@ func TestFlagsAddFlagsAsKubeControllerManager(t *testing.T) {
 	var f nodeipam.Flags
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
 	f.AddFlags(fs)
-	for _, name := range nodeipam.FlagNames {
+	for _, name := range nodeipam.FlagNames() {
 		require.NotNil(t, fs.Lookup(name), "--%s", name)
 	}
 	assert.Equal(t, "0", fs.Lookup("node-cidr-mask-size").DefValue, "0 means the per-family defaults")

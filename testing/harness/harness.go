@@ -320,17 +320,27 @@ func (h *Harness) WaitFor(t testing.TB, what string, cond func(ctx context.Conte
 // WaitForNode waits until node name exists and cond(node) holds.
 func (h *Harness) WaitForNode(t testing.TB, name, what string, cond func(*v1.Node) bool) *v1.Node {
 	t.Helper()
-	var last *v1.Node
-	h.WaitFor(t, fmt.Sprintf("node %s: %s", name, what), func(ctx context.Context) (bool, error) {
-		n, err := h.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	get := func(ctx context.Context) (*v1.Node, error) {
+		return h.Client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
+	}
+	return waitForObject(t, h, fmt.Sprintf("node %s: %s", name, what), get, cond)
+}
+
+// waitForObject waits until get finds the object and cond holds, and
+// returns the object last read.
+func waitForObject[T any](t testing.TB, h *Harness, what string, get func(context.Context) (T, error), cond func(T) bool) T {
+	t.Helper()
+	var last T
+	h.WaitFor(t, what, func(ctx context.Context) (bool, error) {
+		obj, err := get(ctx)
 		if apierrors.IsNotFound(err) {
 			return false, nil
 		}
 		if err != nil {
 			return false, err
 		}
-		last = n
-		return cond(n), nil
+		last = obj
+		return cond(obj), nil
 	})
 	return last
 }

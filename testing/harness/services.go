@@ -58,19 +58,10 @@ func (h *Harness) WaitForIngress(t testing.TB, namespace, name string) *v1.Servi
 // WaitForService waits until the Service exists and cond holds.
 func (h *Harness) WaitForService(t testing.TB, namespace, name, what string, cond func(*v1.Service) bool) *v1.Service {
 	t.Helper()
-	var last *v1.Service
-	h.WaitFor(t, fmt.Sprintf("service %s/%s: %s", namespace, name, what), func(ctx context.Context) (bool, error) {
-		s, err := h.Client.CoreV1().Services(namespace).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		last = s
-		return cond(s), nil
-	})
-	return last
+	get := func(ctx context.Context) (*v1.Service, error) {
+		return h.Client.CoreV1().Services(namespace).Get(ctx, name, metav1.GetOptions{})
+	}
+	return waitForObject(t, h, fmt.Sprintf("service %s/%s: %s", namespace, name, what), get, cond)
 }
 
 // DeleteService deletes the Service as a user does and waits until it is

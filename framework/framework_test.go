@@ -97,6 +97,9 @@ func TestSetInformersForgetsDeletedNodes(t *testing.T) {
 		defer cancel()
 		f.Start(ctx.Done())
 		f.WaitForCacheSync(ctx.Done())
+		// The reflector has listed; wait until it also watches, or the
+		// fake clientset drops a deletion made in between.
+		synctest.Wait()
 
 		v2, _ := p.InstancesV2()
 		_, err = v2.InstanceExists(ctx, node)

@@ -129,6 +129,9 @@ func joinBurst(in bubble, n int, cached bool) joinResult {
 		factory.Start(ctx.Done())
 		factory.WaitForCacheSync(ctx.Done())
 		wg.Go(func() { cnc.RunWithContext(ctx, controllersmetrics.NewControllerManagerMetrics("bench")) })
+		// The reflector has listed; wait until it also watches, or the
+		// fake clientset drops Nodes created in between.
+		synctest.Wait()
 
 		start := time.Now()
 		// The fake clientset's watch buffers hold watch.DefaultChanSize

@@ -341,7 +341,7 @@ func TestMaxWaitDoesNotCountTimeInCalls(t *testing.T) {
 		calls := 0
 		err := b.Do(t.Context(), cloudcall.Read("lb", "Get"), func(ctx context.Context) error {
 			calls++
-			time.Sleep(5 * time.Second) // a slow cloud call
+			time.Sleep(5 * time.Second) // a slow cloud call (simulated time: synctest bubble)
 			if calls < 3 {
 				return cloudcall.Transient(errors.New("503"))
 			}
@@ -414,7 +414,7 @@ func TestGateIsReReadAfterEveryWait(t *testing.T) {
 		start := time.Now()
 		require.NoError(t, b.HoldUntil(c, start.Add(2*time.Second)))
 		go func() {
-			time.Sleep(time.Second)
+			time.Sleep(time.Second) // simulated time: synctest bubble
 			// Another worker's call got a 429 meanwhile.
 			assert.NoError(t, b.HoldUntil(c, start.Add(5*time.Second)))
 		}()

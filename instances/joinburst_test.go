@@ -155,7 +155,7 @@ func joinBurst(in bubble, n int, cached bool) joinResult {
 
 		// The next periodic pass, five minutes later: the cache's entries
 		// have expired by then.
-		time.Sleep(5 * time.Minute)
+		time.Sleep(5 * time.Minute) // simulated time: synctest bubble
 		cloud.ResetCalls()
 		passStart := time.Now()
 		if err := cnc.UpdateNodeStatus(ctx); err != nil {

@@ -80,10 +80,6 @@ type Controller struct {
 	// wrapping ErrNotStarted skips the controller; any other error is
 	// fatal to the manager.
 	New func(ctx context.Context, cc ControllerContext) (Runnable, error)
-	// Start is the older, non-blocking form of New: it starts the
-	// controller and returns; the controller stops when ctx ends. The
-	// manager cannot tell when such a controller stops. Deprecated: use New.
-	Start func(ctx context.Context, cc ControllerContext) error
 
 	// upstream marks upstream's controllers, whose Run records the
 	// running_managed_controllers metric itself.

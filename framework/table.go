@@ -1,7 +1,6 @@
 package framework
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -36,7 +35,6 @@ func controllerTable(extra []Controller) ([]Controller, map[string]string, error
 		return slices.IndexFunc(table, func(c Controller) bool { return c.Name == name })
 	}
 	for _, c := range extra {
-		c = adaptLegacy(c)
 		if err := c.validate(); err != nil {
 			errs = append(errs, err)
 			continue
@@ -86,20 +84,4 @@ func controllerTable(extra []Controller) ([]Controller, map[string]string, error
 		return nil, nil, fmt.Errorf("framework: %w", errors.Join(errs...))
 	}
 	return table, aliases, nil
-}
-
-// adaptLegacy turns a Controller with the deprecated Start into one with
-// New.
-func adaptLegacy(c Controller) Controller {
-	if c.New != nil || c.Start == nil {
-		return c
-	}
-	startFn := c.Start
-	c.New = func(ctx context.Context, cc ControllerContext) (Runnable, error) {
-		if err := startFn(ctx, cc); err != nil {
-			return nil, err
-		}
-		return RunFunc(func(ctx context.Context) error { <-ctx.Done(); return nil }), nil
-	}
-	return c
 }

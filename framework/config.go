@@ -50,8 +50,23 @@ type Config struct {
 	Upstream *config.CompletedConfig
 
 	controllers []Controller
+	aliases     map[string]string // alias -> canonical name
 	disabled    sets.Set[string]
 	provider    *Provider
+}
+
+// Controller returns the table entry named name, a canonical name or an
+// alias (as --controllers accepts them).
+func (c *Config) Controller(name string) (Controller, bool) {
+	if canonical, ok := c.aliases[name]; ok {
+		name = canonical
+	}
+	for _, ctl := range c.controllers {
+		if ctl.Name == name {
+			return ctl, true
+		}
+	}
+	return Controller{}, false
 }
 
 // Controllers returns the controller table this configuration was parsed
@@ -219,6 +234,7 @@ func (sp *spec) complete(fs *pflag.FlagSet, withClients bool) (*Config, error) {
 		Flags:           fs,
 		Upstream:        upstream.Complete(),
 		controllers:     sp.controllers,
+		aliases:         sp.aliases,
 		disabled:        sp.disabled,
 	}
 	if shared.CloudProvider.Name != sp.providerName {

@@ -182,21 +182,14 @@ func start(parent context.Context, opts Options) (*Harness, error) {
 	if resync == 0 {
 		resync = app.ResyncPeriod(cfg.Upstream)()
 	}
-	table := cfg.Controllers()
 	var run []framework.Controller
 	for _, name := range opts.Controllers {
-		i := slices.IndexFunc(table, func(c framework.Controller) bool { return c.Name == name || slices.Contains(c.Aliases, name) })
-		if i < 0 {
-			if canonical, ok := names.CCMControllerAliases()[name]; ok {
-				i = slices.IndexFunc(table, func(c framework.Controller) bool { return c.Name == canonical })
-			}
+		c, ok := cfg.Controller(name)
+		if !ok {
+			return nil, fmt.Errorf("unknown controller %q (known: %s)", name, strings.Join(controllerNames(cfg.Controllers()), ", "))
 		}
-		if i < 0 {
-			return nil, fmt.Errorf("unknown controller %q (known: %s)", name, strings.Join(controllerNames(table), ", "))
-		}
-		run = append(run, table[i])
+		run = append(run, c)
 	}
-
 	ctx, cancel := context.WithCancel(parent)
 	h := &Harness{
 		Client:    client,

@@ -36,6 +36,23 @@ type Options struct {
 	// SetInstanceState, RemoveInstance) is durable at once, but reads see
 	// it only ReadLag later on the clock (default 0: reads see every write).
 	ReadLag time.Duration
+
+	// LBProvisionPolls and LBProvisionTime make load-balancer provisioning
+	// asynchronous: a created or updated load balancer is Pending for that
+	// many Find calls that see it and for that long on the clock, then
+	// Active (default 0 and 0: Active at once). See LBBackend.
+	LBProvisionPolls int
+	LBProvisionTime  time.Duration
+	// LBDeleteTime makes load-balancer deletion asynchronous: Deleting for
+	// that long on the clock, then gone (default 0: gone at once).
+	LBDeleteTime time.Duration
+	// LBIPMode is the IPMode of every load-balancer ingress address
+	// (default VIP).
+	LBIPMode v1.LoadBalancerIPMode
+	// MaxLoadBalancers and MaxListeners are load-balancer quotas: load
+	// balancers in the cloud, listeners per load balancer (default 0:
+	// unlimited).
+	MaxLoadBalancers, MaxListeners int
 }
 
 // Cloud is the in-memory cloud. It is safe for concurrent use.
@@ -47,6 +64,7 @@ type Cloud struct {
 	readLag   time.Duration
 	instances history[instances.Instance]
 	byName    map[string]string // node name -> instance ID, current state
+	lbs       *lbState          // load balancers (lb.go)
 }
 
 // New returns an empty Cloud.
@@ -63,6 +81,7 @@ func New(opts Options) *Cloud {
 		readLag:   max(opts.ReadLag, 0),
 		instances: newHistory[instances.Instance](),
 		byName:    map[string]string{},
+		lbs:       newLBState(opts),
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ccmkit/ccmkit/cloudcall"
 	"github.com/ccmkit/ccmkit/instances"
+	"github.com/ccmkit/ccmkit/lb"
 )
 
 // Builder composes blocks into a Provider. Chain methods record misuse
@@ -26,6 +27,10 @@ type Builder struct {
 	budgetSet  bool
 
 	routes cloudprovider.Routes
+
+	lbBackend lb.Backend
+	lbOpts    lb.Options
+	lbSet     bool
 }
 
 // ErrBuild is wrapped by every error Build returns.
@@ -107,6 +112,9 @@ func (b *Builder) Build() (*Provider, error) {
 			p.instances = instances.NewInstancesV2(cache, b.name)
 			p.collectors = append(p.collectors, cache.Collectors()...)
 		}
+	}
+	if err := b.buildLoadBalancers(p, budget); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w %q: %w", ErrBuild, b.name, errors.Join(errs...))

@@ -220,7 +220,7 @@ func TestControllerReplacesUpstreamUnderItsName(t *testing.T) {
 			assert.True(t, c.Replaces, "it is the replacement")
 		}
 	}
-	assert.Equal(t, []string{"cloud-node-controller", "cloud-node-lifecycle-controller", "service-lb-controller", "node-route-controller", "node-ipam-controller"}, names)
+	assert.Equal(t, []string{"cloud-node-controller", "cloud-node-lifecycle-controller", "service-lb-controller", "node-route-controller", "node-ipam-controller", "load-balancer-reaper"}, names)
 
 	// The alias "route" still names it: --controllers=*,-route turns it off.
 	cfg, err := framework.ParseConfig(framework.CommandOptions{ProviderName: "fake", Controllers: []framework.Controller{mine}}, []string{"--controllers=*,-route"})

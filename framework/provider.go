@@ -11,6 +11,7 @@ import (
 
 	"github.com/ccmkit/ccmkit/cloudcall"
 	"github.com/ccmkit/ccmkit/instances"
+	"github.com/ccmkit/ccmkit/lb"
 )
 
 // Provider is a cloudprovider.Interface composed of ccmkit blocks. Methods
@@ -22,6 +23,7 @@ type Provider struct {
 	cache      *instances.Cache
 	instances  *instances.InstancesV2
 	routes     cloudprovider.Routes
+	lb         *lb.Reconciler
 	collectors []metrics.Registerable
 
 	mu            sync.Mutex
@@ -47,6 +49,7 @@ func (p *Provider) Initialize(clientBuilder cloudprovider.ControllerClientBuilde
 		return
 	}
 	p.clientBuilder = clientBuilder
+	p.initializeLoadBalancers(clientBuilder, stop)
 }
 
 // SetInformers hooks the blocks to the shared informers: the instance cache
@@ -59,6 +62,9 @@ func (p *Provider) SetInformers(f informers.SharedInformerFactory) {
 		return
 	}
 	p.informersSet = true
+	if p.lb != nil {
+		p.lb.SetInformers(f)
+	}
 	if p.cache != nil {
 		_, err := f.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 			DeleteFunc: p.cache.NodeDeleted(p.name),
@@ -76,8 +82,16 @@ func (p *Provider) ProviderName() string { return p.name }
 // cluster name.
 func (p *Provider) HasClusterID() bool { return true }
 
-// LoadBalancer reports false until the lb block is configured.
-func (p *Provider) LoadBalancer() (cloudprovider.LoadBalancer, bool) { return nil, false }
+// LoadBalancer returns the lb block's Reconciler, if configured.
+func (p *Provider) LoadBalancer() (cloudprovider.LoadBalancer, bool) {
+	if p.lb == nil {
+		return nil, false
+	}
+	return p.lb, true
+}
+
+// LoadBalancerReconciler returns the lb block's Reconciler, or nil.
+func (p *Provider) LoadBalancerReconciler() *lb.Reconciler { return p.lb }
 
 // Instances reports false: ccmkit implements InstancesV2 only.
 func (p *Provider) Instances() (cloudprovider.Instances, bool) { return nil, false }

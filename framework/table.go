@@ -10,7 +10,7 @@ import (
 
 // builtinControllers are ccmkit's controllers every command has.
 func builtinControllers() []Controller {
-	return []Controller{NodeIPAMController(nil)}
+	return []Controller{NodeIPAMController(nil), LoadBalancerReaperController(nil)}
 }
 
 // Controllers returns the controller table of a command with the given

@@ -754,3 +754,27 @@ func (a *LBAllocator) Restore(ctx context.Context, reqs []Request, owned OwnedAd
 	logger.V(2).Info("LoadBalancer address allocator restored", "services", len(a.holders), "addresses", len(a.addrs))
 	return nil
 }
+
+// PoolUsage is how many addresses of one family of one pool are held.
+type PoolUsage struct {
+	Pool   string
+	Family v1.IPFamily
+	// Size is the number of addresses; Used how many are held.
+	Size, Used uint64
+}
+
+// Usage returns the usage of each pool and family, in pool order (IPv4
+// before IPv6), for metrics. It is safe for concurrent use.
+func (a *LBAllocator) Usage() []PoolUsage {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []PoolUsage
+	for _, p := range a.pools {
+		for f, set := range p.sets {
+			if set != nil {
+				out = append(out, PoolUsage{Pool: p.name, Family: familyNames[f], Size: set.Size(), Used: set.Allocated()})
+			}
+		}
+	}
+	return out
+}

@@ -4,4 +4,28 @@
 // fresh fixture, and TestX(fixture) returns every violation joined, for
 // callers outside "go test". Each case has a name and states the rule it
 // checks, so a failure says what to fix.
+//
+// The suites:
+//
+//   - [RunInstances], [TestInstances]: an instances.Source (and
+//     instances.Lister) over an [InstancesFixture] of known instances.
+//   - [RunLoadBalancers], [TestLoadBalancers]: an lb.Backend (and its
+//     optional lb.TargetUpdater, lb.Lister) over a [LoadBalancersFixture].
+//     The suite creates load balancers with fresh Service UIDs under the
+//     fixture's cluster and deletes them when each case ends, so it can run
+//     against a real cloud account. It checks what the lb block relies on:
+//     Find by ownership key, never (nil, nil); Create idempotent on the
+//     name (*lb.ExistsError with the stored key, one load balancer even for
+//     concurrent creates); the spec and its Options round-tripping through
+//     Create, Update and UpdateTargets; idempotent Delete; ownership (another
+//     cluster's key, [LoadBalancersFixture.ForeignKey]); List returning this
+//     cluster's load balancers and reading its own writes; Pending becoming
+//     Active. Asynchronous or eventually consistent backends are polled:
+//     [LoadBalancersFixture.Settle] lets time pass between reads, up to
+//     [LoadBalancersFixture.PollLimit] reads.
+//
+// Both suites classify the cloud's errors when the fixture has a FailNext
+// hook ([SDKFailure]): 404 is not found, 429 or 503 with Retry-After is a
+// *cloudcall.ThrottledError with it, other 5xx are transient, and (for load
+// balancers) 400 is permanent.
 package conformance

@@ -10,6 +10,7 @@ import (
 	"github.com/ccmkit/ccmkit/cloudcall"
 	"github.com/ccmkit/ccmkit/instances"
 	"github.com/ccmkit/ccmkit/lb"
+	"github.com/ccmkit/ccmkit/routes"
 )
 
 // Builder composes blocks into a Provider. Chain methods record misuse
@@ -31,6 +32,10 @@ type Builder struct {
 	lbBackend lb.Backend
 	lbOpts    lb.Options
 	lbSet     bool
+
+	routesBackend routes.Backend // WithRoutes (routes.go)
+	routesOpts    routes.Options
+	routesSet     bool
 }
 
 // ErrBuild is wrapped by every error Build returns.
@@ -114,6 +119,9 @@ func (b *Builder) Build() (*Provider, error) {
 		}
 	}
 	if err := b.buildLoadBalancers(p, budget); err != nil {
+		errs = append(errs, err)
+	}
+	if err := b.buildRoutes(p, budget); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {

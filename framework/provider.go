@@ -18,13 +18,14 @@ import (
 // of blocks that were not configured report false. It is safe for concurrent
 // use.
 type Provider struct {
-	name       string
-	budget     *cloudcall.Budget
-	cache      *instances.Cache
-	instances  *instances.InstancesV2
-	routes     cloudprovider.Routes
-	lb         *lb.Reconciler
-	collectors []metrics.Registerable
+	name        string
+	budget      *cloudcall.Budget
+	cache       *instances.Cache
+	instances   *instances.InstancesV2
+	routes      cloudprovider.Routes
+	routesBlock *routesBlock // WithRoutes (routes.go)
+	lb          *lb.Reconciler
+	collectors  []metrics.Registerable
 
 	mu            sync.Mutex
 	clientBuilder cloudprovider.ControllerClientBuilder

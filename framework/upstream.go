@@ -99,7 +99,7 @@ func upstreamControllers() []Controller {
 				return RunFunc(func(ctx context.Context) error { c.Run(ctx, workers, cc.Metrics); return nil }), nil
 			},
 		},
-		{
+		withCCMKitRoutes(Controller{ // ccmkit's route controller for WithRoutes (routes.go)
 			Name:       names.NodeRouteController,
 			ClientName: routeClient,
 			upstream:   true,
@@ -139,7 +139,7 @@ func upstreamControllers() []Controller {
 				period := shared.RouteReconciliationPeriod.Duration
 				return RunFunc(func(ctx context.Context) error { c.Run(ctx, period, cc.Metrics); return nil }), nil
 			},
-		},
+		}),
 	}
 }
 

@@ -113,8 +113,10 @@ func (c *Cloud) LoadBalancers() *LBBackend { return &LBBackend{c: c} }
 //     load balancer is Pending for that many Find calls that see it and
 //     until that much time has passed on the clock (for a lagged read: its
 //     view of the clock), then Active. HoldLoadBalancer keeps it Pending.
-//     Update and UpdateTargets are accepted on a Pending load balancer: it
-//     stays Pending, its provisioning starting over.
+//     Update and UpdateTargets are accepted on a Pending load balancer, as
+//     on an Active or Failed one: with asynchronous provisioning it is (or
+//     stays) Pending, its provisioning starting over; without, it is Active
+//     at once (unless held).
 //   - Deletion is asynchronous when Options.LBDeleteTime says so: Deleting
 //     for that long, then gone. Update of a Deleting load balancer fails with
 //     a transient error (a conflict); Delete of it, or of a missing one,
@@ -199,9 +201,8 @@ func (b *LBBackend) Create(ctx context.Context, spec *lb.Spec) (*lb.LoadBalancer
 		if err != nil {
 			return err
 		}
-		s.lastID++
 		e := &lbEntry{lb: lb.LoadBalancer{
-			ID:      fmt.Sprintf("lb-%d", s.lastID),
+			ID:      s.newID(),
 			Spec:    *spec.Clone(),
 			Status:  lb.StatusActive,
 			Ingress: s.ingress(addrs),
@@ -432,12 +433,7 @@ func (c *Cloud) AddLoadBalancer(l lb.LoadBalancer) error {
 		e.lb.Ingress = s.ingress(addrs)
 	}
 	if e.lb.ID == "" {
-		s.lastID++
-		e.lb.ID = fmt.Sprintf("lb-%d", s.lastID)
-		for s.byID[e.lb.ID] != "" {
-			s.lastID++
-			e.lb.ID = fmt.Sprintf("lb-%d", s.lastID)
-		}
+		e.lb.ID = s.newID()
 	}
 	s.hold(name, nil, addrs)
 	if e.lb.Status == lb.StatusPending {
@@ -580,6 +576,17 @@ func (s *lbState) observe(name string, e *lbEntry, view time.Time, poll bool) *l
 		}
 	}
 	return out
+}
+
+// newID returns the next free ID: "lb-1", "lb-2", ...
+func (s *lbState) newID() string {
+	for {
+		s.lastID++
+		id := fmt.Sprintf("lb-%d", s.lastID)
+		if _, used := s.byID[id]; !used {
+			return id
+		}
+	}
 }
 
 func (s *lbState) startProvisioning(e *lbEntry, now time.Time) {

@@ -360,9 +360,10 @@ func TestLBOwnershipAndLegacy(t *testing.T) {
 	require.Error(t, c.AddLoadBalancer(legacy), "duplicate name")
 	require.Error(t, c.AddLoadBalancer(lb.LoadBalancer{ID: "legacy-1", Spec: lb.Spec{Name: "other"}}), "duplicate ID")
 	require.Error(t, c.AddLoadBalancer(lb.LoadBalancer{Spec: lb.Spec{Name: "x"}, Status: lb.StatusDeleting}))
+	require.NoError(t, c.AddLoadBalancer(lb.LoadBalancer{ID: "lb-2", Spec: lb.Spec{Name: "seeded"}}))
 	ours, err := b.Create(ctx, lbSpec("uid-o"))
 	require.NoError(t, err)
-	assert.Equal(t, "lb-2", ours.ID, "assigned IDs skip those in use")
+	assert.Equal(t, "lb-3", ours.ID, "assigned IDs skip those in use")
 
 	list, err := b.List(ctx, cluster)
 	require.NoError(t, err)
@@ -376,7 +377,7 @@ func TestLBOwnershipAndLegacy(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, list, "a zero key belongs to no cluster")
 	assert.NotNil(t, list)
-	assert.Len(t, c.LoadBalancerList(), 3)
+	assert.Len(t, c.LoadBalancerList(), 4)
 
 	_, err = b.Find(ctx, lb.Key{Cluster: cluster, UID: "uid-f"})
 	require.ErrorIs(t, err, cloudcall.ErrNotFound)

@@ -36,6 +36,8 @@ const (
 	Service       = names.ServiceLBController
 	Route         = names.NodeRouteController
 	NodeIPAM      = framework.NodeIPAMControllerName
+	// LoadBalancerReaper is ccmkit's orphaned load balancer reaper.
+	LoadBalancerReaper = framework.LoadBalancerReaperName
 )
 
 // DefaultClusterName is the --cluster-name the harness passes unless

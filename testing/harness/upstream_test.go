@@ -67,6 +67,7 @@ func TestUpstreamServiceControllerProvisionsAndCleansUp(t *testing.T) {
 		cloud := newUpstreamFake()
 		h := harness.Start(t, harness.Options{Provider: cloud, Controllers: []string{harness.Service}})
 		h.CreateNode(t, harness.NewNode("node-1", v1.ConditionTrue))
+		settleNodes()
 
 		created := h.CreateService(t, harness.NewLoadBalancerService("web", 80))
 		require.NotZero(t, created.Spec.Ports[0].NodePort, "the API-server emulation allocated a node port")

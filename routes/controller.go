@@ -101,6 +101,13 @@ type Controller struct {
 	limit     int       // configured or learned capacity
 	failed    map[string]string
 	badCIDRs  map[string]bool // invalid pod CIDR messages already logged
+
+	memo map[*v1.Node]memoEntry // Desired per informer object (immutable), last reconcile
+}
+
+type memoEntry struct {
+	routes []Route
+	errs   []error
 }
 
 const queueKey = "routes"
@@ -292,7 +299,7 @@ func (c *Controller) Reconcile(ctx context.Context) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("listing nodes: %w", err)
 	}
-	desired, errs := Desired(c.cfg.ClusterName, nodes)
+	desired, errs := c.desired(nodes)
 	c.logInvalid(logger, errs)
 	plan := Diff(desired, actual, c.cfg.ClusterCIDRs)
 	res.Kept = plan.Keep
@@ -363,6 +370,30 @@ func (c *Controller) Reconcile(ctx context.Context) (Result, error) {
 		logger.V(4).Info("Routes in sync", "routes", res.Kept)
 	}
 	return res, nil
+}
+
+// desired is Desired over nodes, reusing the routes of Node objects seen at
+// the last reconcile (informer objects are never modified in place).
+func (c *Controller) desired(nodes []*v1.Node) ([]Route, []error) {
+	c.mu.Lock()
+	old := c.memo
+	c.mu.Unlock()
+	memo := make(map[*v1.Node]memoEntry, len(nodes))
+	var out []Route
+	var errs []error
+	for _, n := range nodes {
+		e, ok := old[n]
+		if !ok {
+			e.routes, e.errs = Desired(c.cfg.ClusterName, []*v1.Node{n})
+		}
+		memo[n] = e
+		out = append(out, e.routes...)
+		errs = append(errs, e.errs...)
+	}
+	c.mu.Lock()
+	c.memo = memo
+	c.mu.Unlock()
+	return out, errs
 }
 
 func countFull(errs []error) int {

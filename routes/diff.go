@@ -61,27 +61,25 @@ func Diff(desired, actual []Route, clusterCIDRs []netip.Prefix) Plan {
 			want[k] = i
 		}
 	}
-	kept := make(map[routeKey]bool, len(want))
+	kept := make([]bool, len(desired)) // by index into desired
 	for _, a := range actual {
 		if !a.Destination.IsValid() || !InCluster(a.Destination, clusterCIDRs) {
 			continue // not ours to touch
 		}
-		k := routeKey{a.TargetNode, a.Destination.Masked()}
-		i, needed := want[k]
+		i, needed := want[routeKey{a.TargetNode, a.Destination.Masked()}]
 		switch {
-		case a.Blackhole, a.TargetNode == "", !needed, kept[k], changed(desired[i], a):
+		case a.Blackhole, a.TargetNode == "", !needed, kept[i], changed(desired[i], a):
 			p.Delete = append(p.Delete, a)
 		default:
-			kept[k] = true
+			kept[i] = true
 			p.Keep++
 		}
 	}
 	for i, r := range desired {
-		if !r.Destination.IsValid() || r.TargetNode == "" {
+		if kept[i] || !r.Destination.IsValid() || r.TargetNode == "" {
 			continue
 		}
-		k := routeKey{r.TargetNode, r.Destination.Masked()}
-		if j, ok := want[k]; ok && j == i && !kept[k] {
+		if j, ok := want[routeKey{r.TargetNode, r.Destination.Masked()}]; ok && j == i {
 			p.Create = append(p.Create, r)
 		}
 	}

@@ -192,7 +192,7 @@ func TestInCluster(t *testing.T) {
 	}{
 		{"10.244.1.0/24", true},
 		{"172.16.0.0/12", true}, // last address inside
-		{"10.0.0.0/8", false},     // straddles: neither end inside
+		{"10.0.0.0/8", false},   // straddles: neither end inside
 		{"10.245.0.0/24", false},
 		{"fd00:0:0:1::/64", true},
 		{"fd01::/64", false},

@@ -62,6 +62,7 @@ type RouteTable struct {
 	routes history[TableRoute]
 	count  int                     // current routes
 	byDest map[netip.Prefix]string // current routes' destinations -> name
+	names  []string                // every name with a version, sorted; nil after a write
 }
 
 // NewRouteTable returns an empty route table of c.
@@ -105,6 +106,7 @@ func (t *RouteTable) SetBlackhole(name string) error {
 	}
 	next := copyTableRoute(cur)
 	next.Route.Blackhole = true
+	t.names = nil
 	t.routes.put(name, t.c.clock.Now(), t.lag(), next)
 	return nil
 }
@@ -196,6 +198,7 @@ func (t *RouteTable) apply(cluster string, del, create []routes.Route, now time.
 		}
 		news = append(news, &stored)
 	}
+	t.names = nil
 	for name := range gone {
 		delete(t.byDest, t.routes.current(name).Route.Destination)
 		t.routes.put(name, now, lag, nil)
@@ -208,14 +211,22 @@ func (t *RouteTable) apply(cluster string, del, create []routes.Route, now time.
 	return nil
 }
 
-// list returns cluster's routes as a read now sees them.
+// list returns cluster's routes as a read now sees them, sorted by name.
 func (t *RouteTable) list(cluster string) []routes.Route {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	vis := t.routes.visible(t.c.clock.Now().Add(-t.lag()))
-	out := make([]routes.Route, 0, len(vis))
-	for _, r := range vis {
-		if r.Owner != cluster || cluster == "" {
+	if t.names == nil {
+		t.names = make([]string, 0, len(t.routes.versions))
+		for name := range t.routes.versions {
+			t.names = append(t.names, name)
+		}
+		slices.Sort(t.names)
+	}
+	at := t.c.clock.Now().Add(-t.lag())
+	out := make([]routes.Route, 0, len(t.names))
+	for _, name := range t.names {
+		r := t.routes.at(name, at)
+		if r == nil || r.Owner != cluster || cluster == "" {
 			continue
 		}
 		rt := r.Route

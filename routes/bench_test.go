@@ -161,7 +161,9 @@ func writesFromEmpty(t *testing.T, n int, way fromEmpty) int {
 		if err != nil {
 			t.Fatal(err)
 		}
-		run = func(ctx context.Context) { rc.Run(ctx, 10*time.Second, controllersmetrics.NewControllerManagerMetrics("bench")) }
+		run = func(ctx context.Context) {
+			rc.Run(ctx, 10*time.Second, controllersmetrics.NewControllerManagerMetrics("bench"))
+		}
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup

@@ -44,13 +44,13 @@ type Options struct {
 func (o Options) withDefaults() (Options, error) {
 	var errs []error
 	if o.Limit < 0 {
-		errs = append(errs, fmt.Errorf("Limit must not be negative, got %d", o.Limit))
+		errs = append(errs, fmt.Errorf("option Limit must not be negative, got %d", o.Limit))
 	}
 	if o.BatchWindow < 0 {
-		errs = append(errs, fmt.Errorf("BatchWindow must not be negative, got %s", o.BatchWindow))
+		errs = append(errs, fmt.Errorf("option BatchWindow must not be negative, got %s", o.BatchWindow))
 	}
 	if o.MaxInFlight < 0 {
-		errs = append(errs, fmt.Errorf("MaxInFlight must not be negative, got %d", o.MaxInFlight))
+		errs = append(errs, fmt.Errorf("option MaxInFlight must not be negative, got %d", o.MaxInFlight))
 	}
 	if len(errs) > 0 {
 		return o, fmt.Errorf("routes: invalid options: %w", errors.Join(errs...))

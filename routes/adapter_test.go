@@ -99,7 +99,9 @@ func TestAdapterShortCircuitsAFullTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	create := func(i int) error { return a.CreateRoute(ctx, "c", fmt.Sprintf("uid-%d", i), upstreamRoute(fmt.Sprintf("n%d", i), i)) }
+	create := func(i int) error {
+		return a.CreateRoute(ctx, "c", fmt.Sprintf("uid-%d", i), upstreamRoute(fmt.Sprintf("n%d", i), i))
+	}
 	for i := range 2 {
 		if err := create(i); err != nil {
 			t.Fatal(err)

@@ -75,10 +75,10 @@ func NewBatcher(a Applier, opts BatcherOptions) (*Batcher, error) {
 	if a == nil {
 		errs = append(errs, errors.New("nil Applier"))
 	} else if a.MaxBatchSize() < 1 {
-		errs = append(errs, fmt.Errorf("Applier.MaxBatchSize() = %d, want at least 1", a.MaxBatchSize()))
+		errs = append(errs, fmt.Errorf("the Applier's MaxBatchSize() is %d, want at least 1", a.MaxBatchSize()))
 	}
 	if opts.Window < 0 {
-		errs = append(errs, fmt.Errorf("Window must not be negative, got %s", opts.Window))
+		errs = append(errs, fmt.Errorf("option Window must not be negative, got %s", opts.Window))
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("routes: Batcher: %w", errors.Join(errs...))

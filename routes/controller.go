@@ -151,7 +151,7 @@ func NewController(b Backend, client kubernetes.Interface, nodes coreinformers.N
 		}
 	}
 	if cfg.Period < 0 || cfg.MinInterval < 0 || cfg.FullRetry < 0 {
-		errs = append(errs, errors.New("Period, MinInterval and FullRetry must not be negative"))
+		errs = append(errs, errors.New("config Period, MinInterval and FullRetry must not be negative"))
 	}
 	o, err := opts.withDefaults()
 	if err != nil {
@@ -183,7 +183,7 @@ func NewController(b Backend, client kubernetes.Interface, nodes coreinformers.N
 	}
 	if ap, ok := b.(Applier); ok {
 		if ap.MaxBatchSize() < 1 {
-			return nil, fmt.Errorf("routes: controller: Applier.MaxBatchSize() = %d, want at least 1", ap.MaxBatchSize())
+			return nil, fmt.Errorf("routes: controller: the Applier's MaxBatchSize() is %d, want at least 1", ap.MaxBatchSize())
 		}
 		c.applier = ap
 	}

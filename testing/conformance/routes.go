@@ -1,3 +1,5 @@
+//lint:file-ignore ST1005 violation messages start with the Backend method they name (List, Create, Delete, Apply)
+
 package conformance
 
 import (

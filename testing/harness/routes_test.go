@@ -336,3 +336,20 @@ func TestRoutesEquivalence(t *testing.T) {
 		})
 	}
 }
+
+// TestRoutesGuards: ccmkit's controller keeps upstream's guards: it needs
+// --cluster-cidr and does not start with --configure-cloud-routes=false.
+func TestRoutesGuards(t *testing.T) {
+	table := fakecloud.New(fakecloud.Options{}).NewRouteTable(fakecloud.RouteTableOptions{})
+	p, err := framework.NewBuilder("fake").WithRoutes(table.Batch(), routes.Options{}).Build()
+	require.NoError(t, err)
+	_, err = harness.TryStart(t.Context(), harness.Options{Provider: p, Controllers: []string{harness.Route}})
+	require.ErrorContains(t, err, "--cluster-cidr")
+
+	synctest.Test(t, func(t *testing.T) {
+		h := harness.Start(t, harness.Options{Provider: p, Controllers: []string{harness.Route}, ClusterCIDRs: "10.244.0.0/16",
+			Flags: []string{"--configure-cloud-routes=false"}})
+		require.ErrorContains(t, h.Skipped(harness.Route), "--configure-cloud-routes")
+		h.Stop()
+	})
+}

@@ -16,15 +16,15 @@ const (
 // Instance is a machine of the local cloud. Tests and the demo register
 // instances (PUT /v1/instances/{id}); the CCM only reads them.
 type Instance struct {
-	ID       string            `json:"id"`
-	Name     string            `json:"name"`
-	Type     string            `json:"type,omitempty"`
-	Zone     string            `json:"zone,omitempty"`
-	Region   string            `json:"region,omitempty"`
-	State    string            `json:"state"`
-	Addresses []Address        `json:"addresses,omitempty"`
-	Labels   map[string]string `json:"labels,omitempty"`
-	PodCIDRs []string          `json:"podCIDRs,omitempty"`
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	Type      string            `json:"type,omitempty"`
+	Zone      string            `json:"zone,omitempty"`
+	Region    string            `json:"region,omitempty"`
+	State     string            `json:"state"`
+	Addresses []Address         `json:"addresses,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	PodCIDRs  []string          `json:"podCIDRs,omitempty"`
 }
 
 // Address is one address of an instance: Type is a Kubernetes
@@ -135,15 +135,15 @@ type Info struct {
 
 // Error codes in an error answer.
 const (
-	CodeNotFound        = "NotFound"
-	CodeNameInUse       = "NameInUse"
-	CodeInvalid         = "Invalid"
-	CodeAddressInUse    = "AddressInUse"
+	CodeNotFound         = "NotFound"
+	CodeNameInUse        = "NameInUse"
+	CodeInvalid          = "Invalid"
+	CodeAddressInUse     = "AddressInUse"
 	CodeAddressExhausted = "AddressesExhausted"
-	CodeTableFull       = "RouteTableFull"
-	CodeUnauthorized    = "Unauthorized"
-	CodeThrottled       = "Throttled"
-	CodeInternal        = "Internal"
+	CodeTableFull        = "RouteTableFull"
+	CodeUnauthorized     = "Unauthorized"
+	CodeThrottled        = "Throttled"
+	CodeInternal         = "Internal"
 )
 
 // ErrorBody is the JSON body of every non-2xx answer.

@@ -65,7 +65,10 @@ type Lister interface {
 // an existing cluster from their previous CCM to ccmkit: it finds the load
 // balancer that CCM made for svc (by upstream's default name legacyName, "a"
 // and the UID without dashes, or by the old CCM's tags), or returns an error
-// wrapping cloudcall.ErrNotFound. The Reconciler adopts what it finds once,
+// wrapping cloudcall.ErrNotFound. The Reconciler asks only about Services
+// that have status ingress or were created before it started (a Service
+// created since cannot have been served by the previous CCM), and adopts
+// what it finds once,
 // by writing its ownership key with Update, instead of creating a second
 // load balancer. A load balancer it returns that already carries another
 // ownership key is not adopted.

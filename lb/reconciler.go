@@ -76,6 +76,7 @@ type Reconciler struct {
 	synced    cache.InformerSynced
 	lastWrite map[types.UID]time.Time
 	pending   map[types.UID]bool
+	started   time.Time  // when NewReconciler ran, for mayHaveLegacy
 	restoreMu sync.Mutex // held across the cloud list of a pool restore, never with mu
 }
 
@@ -120,6 +121,7 @@ func NewReconciler(backend Backend, opts Options) (*Reconciler, error) {
 		recorder:  opts.Recorder,
 		lastWrite: map[types.UID]time.Time{},
 		pending:   map[types.UID]bool{},
+		started:   opts.Clock.Now(),
 	}
 	r.updatePoolMetrics()
 	return r, nil
@@ -235,7 +237,7 @@ func (r *Reconciler) find(ctx context.Context, cluster string, svc *v1.Service) 
 		return nil, err
 	}
 	lf, ok := r.backend.(LegacyFinder)
-	if !ok {
+	if !ok || !r.mayHaveLegacy(svc) {
 		return nil, nil
 	}
 	legacyName := cloudprovider.DefaultLoadBalancerName(svc)
@@ -256,6 +258,14 @@ func (r *Reconciler) find(ctx context.Context, cluster string, svc *v1.Service) 
 		return nil, nil
 	}
 	return got, nil
+}
+
+// mayHaveLegacy reports whether a previous CCM may have made svc's load
+// balancer: the Service has ingress in its status, or it was created
+// before this Reconciler (a Service created since cannot have been served
+// by the previous CCM, so its lookup would be a wasted call per create).
+func (r *Reconciler) mayHaveLegacy(svc *v1.Service) bool {
+	return len(svc.Status.LoadBalancer.Ingress) > 0 || svc.CreationTimestamp.Time.Before(r.started)
 }
 
 // absenceConfirmed returns nil unless a write of this Reconciler for uid is
@@ -383,7 +393,7 @@ func (r *Reconciler) create(ctx context.Context, svc *v1.Service, want *Spec) (*
 		return nil, fmt.Errorf("backend Create(%s) returned neither a load balancer nor an error", want.Name)
 	}
 	r.wrote(svc.UID, "create")
-	r.event(svc, v1.EventTypeNormal, "CreatedLoadBalancer", "Created load balancer %s (%s)", want.Name, got.ID)
+	logger(ctx).V(2).Info("Created load balancer", "service", ref(svc), "loadBalancer", want.Name, "id", got.ID)
 	return got, nil
 }
 
@@ -602,7 +612,7 @@ func (r *Reconciler) EnsureLoadBalancerDeleted(ctx context.Context, clusterName 
 	if err != nil {
 		return fmt.Errorf("deleting load balancer %s of %s: %w", got.Spec.Name, ref(service), plain(err))
 	}
-	r.event(service, v1.EventTypeNormal, "DeletedCloudLoadBalancer", "Deleted load balancer %s (%s)", got.Spec.Name, got.ID)
+	logger(ctx).V(2).Info("Deleted load balancer", "service", ref(service), "loadBalancer", got.Spec.Name, "id", got.ID)
 	// Confirm: the address goes back to the pool only once the cloud no
 	// longer holds the load balancer.
 	after, err := r.find(ctx, clusterName, service)

@@ -3,6 +3,7 @@ package fakecloud
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -46,6 +47,11 @@ type Options struct {
 	// LBDeleteTime makes load-balancer deletion asynchronous: Deleting for
 	// that long on the clock, then gone (default 0: gone at once).
 	LBDeleteTime time.Duration
+	// LBRangeIPv4 and LBRangeIPv6 are the ranges the cloud assigns
+	// load-balancer addresses from when a spec asks for none (defaults
+	// 203.0.113.0/24 and 2001:db8::/64; an invalid or too small prefix, or
+	// one of the other family, keeps the default).
+	LBRangeIPv4, LBRangeIPv6 netip.Prefix
 	// LBIPMode is the IPMode of every load-balancer ingress address
 	// (default VIP).
 	LBIPMode v1.LoadBalancerIPMode

@@ -26,7 +26,8 @@ const (
 	OpFindLegacyLoadBalancer    Op = Op(lb.OpFindLegacy)
 )
 
-// The cloud's own address ranges, used when a spec asks for no address.
+// The cloud's default address ranges, used when a spec asks for no address
+// (Options.LBRangeIPv4 and LBRangeIPv6 replace them).
 var (
 	lbRangeV4 = netip.MustParsePrefix("203.0.113.0/24")
 	lbRangeV6 = netip.MustParsePrefix("2001:db8::/64")
@@ -56,6 +57,8 @@ type lbState struct {
 	addrs    map[netip.Addr]string          // held address -> name, current state
 	deleting map[string]time.Time           // name -> when the deletion completes
 	holds    map[string]int                 // name ("" for all) -> holds
+	rangeV4  netip.Prefix                   // addresses assigned when a spec asks for none
+	rangeV6  netip.Prefix
 	lastID   int
 	nextV4   netip.Addr
 	nextV6   netip.Addr
@@ -74,6 +77,13 @@ func newLBState(opts Options) *lbState {
 	if mode == "" {
 		mode = v1.LoadBalancerIPModeVIP
 	}
+	rangeV4, rangeV6 := lbRangeV4, lbRangeV6
+	if p := opts.LBRangeIPv4; p.IsValid() && p.Addr().Is4() && p.Bits() <= 30 {
+		rangeV4 = p.Masked()
+	}
+	if p := opts.LBRangeIPv6; p.IsValid() && p.Addr().Is6() && p.Bits() <= 126 {
+		rangeV6 = p.Masked()
+	}
 	return &lbState{
 		lbs:            newHistory[lbEntry](),
 		byID:           map[string]string{},
@@ -81,8 +91,10 @@ func newLBState(opts Options) *lbState {
 		addrs:          map[netip.Addr]string{},
 		deleting:       map[string]time.Time{},
 		holds:          map[string]int{},
-		nextV4:         lbRangeV4.Addr().Next(),
-		nextV6:         lbRangeV6.Addr().Next(),
+		rangeV4:        rangeV4,
+		rangeV6:        rangeV6,
+		nextV4:         rangeV4.Addr().Next(),
+		nextV6:         rangeV6.Addr().Next(),
 		provisionPolls: max(opts.LBProvisionPolls, 0),
 		provisionTime:  max(opts.LBProvisionTime, 0),
 		deleteTime:     max(opts.LBDeleteTime, 0),
@@ -122,7 +134,7 @@ func (c *Cloud) LoadBalancers() *LBBackend { return &LBBackend{c: c} }
 //     a transient error (a conflict); Delete of it, or of a missing one,
 //     returns nil.
 //   - Addresses: a spec without Addresses gets one per IP family (IPv4 from
-//     203.0.113.0/24 from .1 up, IPv6 from 2001:db8::/64), never one another
+//     Options.LBRangeIPv4, default 203.0.113.0/24, from .1 up; IPv6 from LBRangeIPv6, default 2001:db8::/64), never one another
 //     load balancer holds; a spec with Addresses gets those, or a permanent
 //     error when another load balancer holds one. Ingress follows the
 //     spec's IPFamilies order, each with Options.LBIPMode (default VIP).
@@ -745,9 +757,9 @@ func (s *lbState) assign(name string, spec *lb.Spec, prev []lb.Ingress) ([]netip
 // allocate returns the next address of family f's range that no load
 // balancer holds, moving the range's cursor past it.
 func (s *lbState) allocate(f v1.IPFamily) (netip.Addr, error) {
-	cursor, prefix, tries := &s.nextV4, lbRangeV4, 1<<(32-lbRangeV4.Bits())
+	cursor, prefix, tries := &s.nextV4, s.rangeV4, 1<<(32-s.rangeV4.Bits())
 	if f == v1.IPv6Protocol {
-		cursor, prefix, tries = &s.nextV6, lbRangeV6, 1<<16
+		cursor, prefix, tries = &s.nextV6, s.rangeV6, 1<<16
 	}
 	for range tries {
 		a := *cursor

@@ -12,7 +12,8 @@ import (
 // block: the cloud's load-balancer API, in four calls. The Reconciler calls
 // it through the provider's cloudcall.Budget (block "lb"), so its errors
 // must be classified with the cloudcall helpers (NotFound, Transient,
-// Throttled, Permanent); an unclassified error counts as transient.
+// Throttled, Permanent); an unclassified error is not retried in the call
+// (the service controller's backoff retries it).
 //
 // Optional capabilities, found by type assertion: TargetUpdater (cheap host
 // updates), Lister (owned load balancers: needed by the orphan reaper and by

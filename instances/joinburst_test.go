@@ -25,27 +25,16 @@ import (
 	"github.com/ccmkit/ccmkit/cloudcall"
 	"github.com/ccmkit/ccmkit/instances"
 	"github.com/ccmkit/ccmkit/testing/fakecloud"
+	"github.com/ccmkit/ccmkit/testing/harness"
 )
 
 // bubble runs a function in a testing/synctest bubble.
 type bubble func(f func(t *testing.T))
 
-// benchBubble runs f in a testing/synctest bubble from a benchmark.
-// synctest.Test takes a *testing.T only, so f runs as a one-off test
-// through testing.RunTests (the function behind "go test"); a failure in f
-// fails b.
+// benchBubble runs f in a testing/synctest bubble from a benchmark
+// (harness.InBubble).
 func benchBubble(b *testing.B) bubble {
-	return func(f func(t *testing.T)) {
-		b.Helper()
-		always := func(string, string) (bool, error) { return true, nil }
-		ok := testing.RunTests(always, []testing.InternalTest{{
-			Name: b.Name() + "/bubble",
-			F:    func(t *testing.T) { synctest.Test(t, f) },
-		}})
-		if !ok {
-			b.Fatal("the benchmark's synctest bubble failed")
-		}
-	}
+	return func(f func(t *testing.T)) { harness.InBubble(b, f) }
 }
 
 // v2Provider is the smallest cloudprovider.Interface with InstancesV2.

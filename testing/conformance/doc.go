@@ -23,8 +23,17 @@
 //     Active. Asynchronous or eventually consistent backends are polled:
 //     [LoadBalancersFixture.Settle] lets time pass between reads, up to
 //     [LoadBalancersFixture.PollLimit] reads.
+//   - [RunProvider], [TestProvider]: a whole *framework.Provider over a
+//     [ProviderFixture] (Nodes whose instances the cloud holds): its blocks
+//     together, called the way upstream's controllers call them
+//     (InstancesV2 metadata, existence and shutdown for known and missing
+//     Nodes; a Service load balancer's Get, Ensure polled through
+//     RetryErrors, a re-Ensure with an equal status, Update and Delete;
+//     routes created, listed and deleted through Provider.Routes). The suite
+//     initializes the Provider with a fake clientset and synced informers,
+//     as the manager does, so address pools restore.
 //
-// Both suites classify the cloud's errors when the fixture has a FailNext
+// The instance and load-balancer suites classify the cloud's errors when the fixture has a FailNext
 // hook ([SDKFailure]): 404 is not found, 429 or 503 with Retry-After is a
 // *cloudcall.ThrottledError with it, other 5xx are transient, and (for load
 // balancers) 400 is permanent.

@@ -82,8 +82,8 @@ var providerCases = []providerCase{
 		},
 	},
 	{
-		name: "instance-metadata",
-		rule: "InstanceMetadata of each known Node (no providerID yet, as at initialization) is non-nil with a providerID of the provider's scheme and the instance's addresses; InstanceExists is (true, nil) and InstanceShutdown (false, nil); looked up again by that providerID it agrees",
+		name:  "instance-metadata",
+		rule:  "InstanceMetadata of each known Node (no providerID yet, as at initialization) is non-nil with a providerID of the provider's scheme and the instance's addresses; InstanceExists is (true, nil) and InstanceShutdown (false, nil); looked up again by that providerID it agrees",
 		needs: func(p *framework.Provider) bool { _, ok := p.InstancesV2(); return ok },
 		check: func(ctx context.Context, f ProviderFixture) error {
 			i, _ := f.Provider.InstancesV2()
@@ -122,8 +122,8 @@ var providerCases = []providerCase{
 		},
 	},
 	{
-		name: "instance-missing",
-		rule: "for a Node whose instance the cloud does not hold, InstanceExists is (false, nil), so the node-lifecycle controller deletes the Node (an error would skip the deletion), and InstanceMetadata returns an error, never (nil, nil)",
+		name:  "instance-missing",
+		rule:  "for a Node whose instance the cloud does not hold, InstanceExists is (false, nil), so the node-lifecycle controller deletes the Node (an error would skip the deletion), and InstanceMetadata returns an error, never (nil, nil)",
 		needs: func(p *framework.Provider) bool { _, ok := p.InstancesV2(); return ok },
 		check: func(ctx context.Context, f ProviderFixture) error {
 			if f.MissingNode == nil {
@@ -158,7 +158,7 @@ var providerCases = []providerCase{
 type clientBuilder struct{ client kubernetes.Interface }
 
 func (b clientBuilder) Config(string) (*restclient.Config, error) { return &restclient.Config{}, nil }
-func (b clientBuilder) ConfigOrDie(string) *restclient.Config   { return &restclient.Config{} }
+func (b clientBuilder) ConfigOrDie(string) *restclient.Config     { return &restclient.Config{} }
 func (b clientBuilder) Client(string) (kubernetes.Interface, error) {
 	return b.client, nil
 }

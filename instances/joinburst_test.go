@@ -212,6 +212,13 @@ func BenchmarkNodeJoinBurst(b *testing.B) {
 // Node, and the status pass costs one List too.
 func TestNodeJoinBurst(t *testing.T) {
 	const n = 300
+	// As in the benchmark: the controller's own updates (one per Node, at
+	// memory speed through the cache) overflow the fake clientset's default
+	// watch buffer of 100 when the informer is slow to drain (a loaded
+	// machine), which panics with "channel full".
+	saved := watch.DefaultChanSize
+	watch.DefaultChanSize = 2 * n
+	t.Cleanup(func() { watch.DefaultChanSize = saved })
 	in := func(f func(t *testing.T)) { synctest.Test(t, f) }
 	c, d := joinBurst(in, n, true), joinBurst(in, n, false)
 	if c.initCalls > 5 || c.passCalls > 5 {

@@ -3,7 +3,7 @@
 
 GO        ?= go
 FUZZTIME  ?= 20s
-FUZZ_PKGS ?= ./instances ./ipam
+FUZZ_PKGS ?= ./instances ./ipam ./ipam/nodeipam ./lb ./routes ./examples/localcloud/cloud ./examples/localcloud/provider
 
 .DEFAULT_GOAL := test
 .PHONY: test vet fmt-check staticcheck bench bench-ipam fuzz ci controlplane
@@ -44,8 +44,11 @@ fmt-check:
 staticcheck:
 	$(GO) tool -modfile=tools/go.mod staticcheck ./...
 
+# The blocks' benchmarks, each side by side with its upstream reference.
+BENCH_PKGS ?= ./instances/ ./lb/ ./routes/
+
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./instances/
+	$(GO) test -run '^$$' -bench . -benchmem $(BENCH_PKGS)
 
 # ccmkit's ipam against upstream's allocators (nested module bench/; its first
 # build compiles parts of k8s.io/kubernetes).

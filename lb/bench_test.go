@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -13,7 +12,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	cloudprovider "k8s.io/cloud-provider"
-	fakecloudprovider "k8s.io/cloud-provider/fake"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/ptr"
 
@@ -181,30 +179,6 @@ type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
-// upstreamFake is k8s.io/cloud-provider/fake's Cloud with its load-balancer
-// calls serialized (its EnsureLoadBalancer writes a map without a lock).
-type upstreamFake struct {
-	*fakecloudprovider.Cloud
-	mu sync.Mutex
-}
-
-func (f *upstreamFake) LoadBalancer() (cloudprovider.LoadBalancer, bool) { return f, true }
-func (f *upstreamFake) EnsureLoadBalancer(ctx context.Context, c string, s *v1.Service, n []*v1.Node) (*v1.LoadBalancerStatus, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.Cloud.EnsureLoadBalancer(ctx, c, s, n)
-}
-func (f *upstreamFake) UpdateLoadBalancer(ctx context.Context, c string, s *v1.Service, n []*v1.Node) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.Cloud.UpdateLoadBalancer(ctx, c, s, n)
-}
-func (f *upstreamFake) EnsureLoadBalancerDeleted(ctx context.Context, c string, s *v1.Service) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.Cloud.EnsureLoadBalancerDeleted(ctx, c, s)
-}
-
 // BenchmarkIngressOverhead: 1,000 Services to ingress through the real
 // service controller, a zero-latency cloud that provisions at once and an
 // unlimited budget: ccmkit's Reconciler over the fake cloud against
@@ -238,7 +212,7 @@ func BenchmarkIngressOverhead(b *testing.B) {
 			return p
 		})
 		up += run(func(*testing.T) cloudprovider.Interface {
-			return &upstreamFake{Cloud: &fakecloudprovider.Cloud{ExternalIP: []byte{203, 0, 113, 10}, BalancerIPMode: ptr.To(v1.LoadBalancerIPModeVIP)}}
+			return harness.NewUpstreamFake()
 		})
 	}
 	b.ReportMetric(float64(ccm.Milliseconds())/float64(b.N), "ms-ccmkit")

@@ -2,8 +2,6 @@ package harness_test
 
 import (
 	"context"
-	"net"
-	"sync"
 	"testing"
 	"testing/synctest"
 
@@ -11,60 +9,14 @@ import (
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	cloudprovider "k8s.io/cloud-provider"
-	fakecloudprovider "k8s.io/cloud-provider/fake"
 	"k8s.io/utils/ptr"
 
 	"github.com/ccmkit/ccmkit/testing/harness"
 )
 
-// upstreamFake is k8s.io/cloud-provider/fake's Cloud with its load-balancer
-// calls serialized: its EnsureLoadBalancer writes a map without a lock, and
-// the service controller calls UpdateLoadBalancer from its node worker
-// concurrently with the service worker.
-type upstreamFake struct {
-	*fakecloudprovider.Cloud
-	mu sync.Mutex
-}
-
-func newUpstreamFake() *upstreamFake {
-	return &upstreamFake{Cloud: &fakecloudprovider.Cloud{
-		Exists:         true,
-		ExternalIP:     net.ParseIP("203.0.113.10"),
-		BalancerIPMode: ptr.To(v1.LoadBalancerIPModeVIP),
-		RouteMap:       map[string]*fakecloudprovider.Route{},
-	}}
-}
-
-func (f *upstreamFake) LoadBalancer() (cloudprovider.LoadBalancer, bool) { return f, true }
-
-func (f *upstreamFake) EnsureLoadBalancer(ctx context.Context, cluster string, svc *v1.Service, nodes []*v1.Node) (*v1.LoadBalancerStatus, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.Cloud.EnsureLoadBalancer(ctx, cluster, svc, nodes)
-}
-
-func (f *upstreamFake) UpdateLoadBalancer(ctx context.Context, cluster string, svc *v1.Service, nodes []*v1.Node) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.Cloud.UpdateLoadBalancer(ctx, cluster, svc, nodes)
-}
-
-func (f *upstreamFake) EnsureLoadBalancerDeleted(ctx context.Context, cluster string, svc *v1.Service) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.Cloud.EnsureLoadBalancerDeleted(ctx, cluster, svc)
-}
-
-func (f *upstreamFake) calls() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.Calls...)
-}
-
 func TestUpstreamServiceControllerProvisionsAndCleansUp(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cloud := newUpstreamFake()
+		cloud := harness.NewUpstreamFake()
 		h := harness.Start(t, harness.Options{Provider: cloud, Controllers: []string{harness.Service}})
 		h.CreateNode(t, harness.NewNode("node-1", v1.ConditionTrue))
 		settleNodes()
@@ -91,14 +43,14 @@ func TestUpstreamServiceControllerProvisionsAndCleansUp(t *testing.T) {
 		// Graceful deletion: the Service stays until the controller has
 		// deleted the load balancer and removed its finalizer.
 		h.DeleteService(t, "default", "web")
-		assert.Contains(t, cloud.calls(), "delete")
+		assert.Contains(t, cloud.Calls(), "delete")
 		h.WaitForEvent(t, "web", "DeletedLoadBalancer")
 	})
 }
 
 func TestUpstreamServiceControllerSkipsWithoutLoadBalancers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cloud := newUpstreamFake()
+		cloud := harness.NewUpstreamFake()
 		cloud.DisableLoadBalancers = true
 		h := harness.Start(t, harness.Options{Provider: cloud.Cloud, Controllers: []string{"service"}})
 		require.ErrorContains(t, h.Skipped(harness.Service), "not started")
@@ -108,7 +60,7 @@ func TestUpstreamServiceControllerSkipsWithoutLoadBalancers(t *testing.T) {
 
 func TestUpstreamRouteControllerCreatesAndDeletesRoutes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		cloud := newUpstreamFake()
+		cloud := harness.NewUpstreamFake()
 		h := harness.Start(t, harness.Options{
 			Provider:     cloud,
 			Controllers:  []string{"route"},
@@ -147,7 +99,7 @@ func TestUpstreamRouteControllerCreatesAndDeletesRoutes(t *testing.T) {
 }
 
 func TestUpstreamRouteControllerWithoutClusterCIDRIsAnError(t *testing.T) {
-	cloud := newUpstreamFake()
+	cloud := harness.NewUpstreamFake()
 	_, err := harness.TryStart(t.Context(), harness.Options{Provider: cloud, Controllers: []string{harness.Route}})
 	require.Error(t, err)
 	assert.ErrorContains(t, err, "--cluster-cidr")

@@ -1,0 +1,407 @@
+package stack
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/ccmkit/ccmkit/examples/localcloud/cloud"
+	"github.com/ccmkit/ccmkit/examples/localcloud/deploy"
+	"github.com/ccmkit/ccmkit/examples/localcloud/e2e/ctrlplane"
+	"github.com/ccmkit/ccmkit/examples/localcloud/provider"
+)
+
+// Cloud is a running localcloud process.
+type Cloud struct {
+	*Process
+	URL, Token, StatePath, Addr string
+	Client                      *cloud.Client
+}
+
+// CloudOptions configures StartCloud.
+type CloudOptions struct {
+	// Addr is the API's host:port (default a free loopback port; pass the
+	// old one to restart a cloud).
+	Addr string
+	// ProvisionDelay is --provision-delay (default 1s).
+	ProvisionDelay time.Duration
+	// AddressRange is --address-range (default the cloud's).
+	AddressRange string
+}
+
+// StartCloud starts the localcloud binary with its state in dir and waits
+// until its API answers.
+func StartCloud(ctx context.Context, bin, dir string, opts CloudOptions) (*Cloud, error) {
+	addr := opts.Addr
+	if addr == "" {
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	}
+	delay := opts.ProvisionDelay
+	if delay == 0 {
+		delay = time.Second
+	}
+	c := &Cloud{URL: "http://" + addr, Token: "e2e-token", StatePath: filepath.Join(dir, "localcloud.json"), Addr: addr}
+	args := []string{"--listen=" + addr, "--state=" + c.StatePath, "--token=" + c.Token,
+		"--provision-delay=" + delay.String(), "--health-interval=1s"}
+	if opts.AddressRange != "" {
+		args = append(args, "--address-range="+opts.AddressRange)
+	}
+	p, err := StartProcess("localcloud", bin, args, filepath.Join(dir, "localcloud.log"))
+	if err != nil {
+		return nil, err
+	}
+	c.Process = p
+	c.Client = cloud.NewClient(c.URL, cloud.ClientOptions{Token: c.Token, Timeout: 5 * time.Second})
+	err = Poll(ctx, 30*time.Second, "the local cloud's API", func() error {
+		if err := p.exitError(); err != nil {
+			return Permanent(err)
+		}
+		_, err := c.Client.Info(ctx)
+		return err
+	})
+	if err != nil {
+		p.Kill()
+		return nil, err
+	}
+	return c, nil
+}
+
+// WriteCloudConfig writes the CCM's --cloud-config for c at path.
+func (c *Cloud) WriteCloudConfig(path string) error {
+	data, err := json.Marshal(map[string]string{"endpoint": c.URL, "token": c.Token, "loadBalancerPollInterval": "1s"})
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o600)
+}
+
+// CCMUser is the CCM's own identity: the ServiceAccount
+// kube-system/cloud-controller-manager of deploy/rbac.yaml.
+var CCMUser = ctrlplane.User{
+	Name:   "system:serviceaccount:kube-system:cloud-controller-manager",
+	Groups: []string{"system:serviceaccounts", "system:serviceaccounts:kube-system"},
+}
+
+// CCM is a running localcloud-ccm process.
+type CCM struct {
+	*Process
+	SecurePort int
+}
+
+// CCMOptions configures StartCCM.
+type CCMOptions struct {
+	// Name names the log file (default "ccm").
+	Name string
+	// ClusterName is --cluster-name (default "e2e").
+	ClusterName string
+	// Extra flags, appended.
+	Extra []string
+}
+
+// StartCCM starts the CCM binary against cp as CCMUser (RBAC from the deploy
+// manifests applies), with cloudConfig, and waits for its /healthz.
+func StartCCM(ctx context.Context, bin string, cp *ctrlplane.ControlPlane, dir, cloudConfig string, opts CCMOptions) (*CCM, error) {
+	name := opts.Name
+	if name == "" {
+		name = "ccm"
+	}
+	cluster := opts.ClusterName
+	if cluster == "" {
+		cluster = "e2e"
+	}
+	kubeconfig := filepath.Join(dir, name+".kubeconfig")
+	if err := cp.WriteKubeconfig(kubeconfig, CCMUser); err != nil {
+		return nil, err
+	}
+	var ccm *CCM
+	for attempt := 0; ; attempt++ {
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		args := []string{
+			"--cloud-config=" + cloudConfig,
+			"--kubeconfig=" + kubeconfig,
+			"--authentication-kubeconfig=" + kubeconfig,
+			"--authorization-kubeconfig=" + kubeconfig,
+			"--cluster-name=" + cluster,
+			"--cluster-cidr=10.244.0.0/16",
+			"--allocate-node-cidrs",
+			"--use-service-account-credentials",
+			"--controllers=*,load-balancer-reaper",
+			"--secure-port=" + strconv.Itoa(port),
+			"--bind-address=127.0.0.1",
+			"--route-reconciliation-period=2s",
+			"--leader-elect-lease-duration=4s",
+			"--leader-elect-renew-deadline=3s",
+			"--leader-elect-retry-period=1s",
+			"--v=2",
+		}
+		args = append(args, opts.Extra...)
+		p, err := StartProcess(name, bin, args, filepath.Join(dir, name+".log"))
+		if err != nil {
+			return nil, err
+		}
+		ccm = &CCM{Process: p, SecurePort: port}
+		hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+		err = Poll(ctx, 60*time.Second, name+" /healthz", func() error {
+			if err := p.exitError(); err != nil {
+				return Permanent(err)
+			}
+			resp, err := hc.Get(fmt.Sprintf("https://127.0.0.1:%d/healthz", port))
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("/healthz: %s", resp.Status)
+			}
+			return nil
+		})
+		if err == nil {
+			return ccm, nil
+		}
+		p.Kill()
+		if attempt >= 2 {
+			return nil, err
+		}
+	}
+}
+
+// BootstrapControllerBindings are kube-apiserver's bootstrap bindings of
+// kube-controller-manager's controller roles to the ServiceAccounts
+// kube-system/node-controller, service-controller and route-controller: the
+// same names the CCM's controllers use. ApplyRBAC deletes them, so that the
+// CCM runs with the deploy manifests' roles only (kube-apiserver re-creates
+// them when it restarts).
+var BootstrapControllerBindings = []string{
+	"system:controller:node-controller",
+	"system:controller:service-controller",
+	"system:controller:route-controller",
+}
+
+// ApplyRBAC creates the objects of the deploy manifests' RBAC files with
+// the admin client (idempotent), and deletes BootstrapControllerBindings.
+func ApplyRBAC(ctx context.Context, admin kubernetes.Interface) error {
+	for _, name := range BootstrapControllerBindings {
+		err := admin.RbacV1().ClusterRoleBindings().Delete(ctx, name, metav1.DeleteOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("deleting the bootstrap binding %s: %w", name, err)
+		}
+	}
+	objs, err := deploy.RBAC()
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		conv := runtime.DefaultUnstructuredConverter
+		var err error
+		switch o.GetKind() {
+		case "ServiceAccount":
+			var v corev1.ServiceAccount
+			if err = conv.FromUnstructured(o.Object, &v); err == nil {
+				_, err = admin.CoreV1().ServiceAccounts(v.Namespace).Create(ctx, &v, metav1.CreateOptions{})
+			}
+		case "ClusterRole":
+			var v rbacv1.ClusterRole
+			if err = conv.FromUnstructured(o.Object, &v); err == nil {
+				_, err = admin.RbacV1().ClusterRoles().Create(ctx, &v, metav1.CreateOptions{})
+			}
+		case "ClusterRoleBinding":
+			var v rbacv1.ClusterRoleBinding
+			if err = conv.FromUnstructured(o.Object, &v); err == nil {
+				_, err = admin.RbacV1().ClusterRoleBindings().Create(ctx, &v, metav1.CreateOptions{})
+			}
+		case "Role":
+			var v rbacv1.Role
+			if err = conv.FromUnstructured(o.Object, &v); err == nil {
+				_, err = admin.RbacV1().Roles(v.Namespace).Create(ctx, &v, metav1.CreateOptions{})
+			}
+		case "RoleBinding":
+			var v rbacv1.RoleBinding
+			if err = conv.FromUnstructured(o.Object, &v); err == nil {
+				_, err = admin.RbacV1().RoleBindings(v.Namespace).Create(ctx, &v, metav1.CreateOptions{})
+			}
+		default:
+			err = fmt.Errorf("unexpected kind %s", o.GetKind())
+		}
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("applying %s %s: %w", o.GetKind(), o.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// FakeNode is what a kubelet and kube-proxy would be for one Node: a TCP
+// server on each node port (it answers "<node>\n" at once) and kube-proxy's
+// /healthz on 10256, both on the Node's loopback address.
+type FakeNode struct {
+	Name, IP, InstanceID string
+	listeners            []net.Listener
+	wg                   sync.WaitGroup
+}
+
+// KubeProxyHealthPort is kube-proxy's health port, which the load
+// balancers check by default.
+const KubeProxyHealthPort = 10256
+
+// StartFakeNode serves the node ports and kube-proxy's health check on ip.
+func StartFakeNode(name, ip, instanceID string, nodePorts ...int32) (*FakeNode, error) {
+	n := &FakeNode{Name: name, IP: ip, InstanceID: instanceID}
+	for _, port := range nodePorts {
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(int(port))))
+		if err != nil {
+			n.Close()
+			return nil, err
+		}
+		n.listeners = append(n.listeners, ln)
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				fmt.Fprintf(c, "%s\n", name)
+				c.Close()
+			}
+		}()
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(KubeProxyHealthPort)))
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
+	n.listeners = append(n.listeners, ln)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) }), ReadHeaderTimeout: time.Second}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		_ = srv.Serve(ln)
+	}()
+	return n, nil
+}
+
+// Close stops the servers.
+func (n *FakeNode) Close() {
+	for _, ln := range n.listeners {
+		ln.Close()
+	}
+	n.wg.Wait()
+}
+
+// NodeUser is the identity of the kubelet of node.
+func NodeUser(node string) ctrlplane.User {
+	return ctrlplane.User{Name: "system:node:" + node, Groups: []string{"system:nodes"}}
+}
+
+// RegisterNode registers n's instance in the cloud, then creates its Node
+// as its kubelet would (with the uninitialized taint and the loopback
+// InternalIP) and sets it Ready through the status subresource.
+func RegisterNode(ctx context.Context, c *Cloud, cp *ctrlplane.ControlPlane, n *FakeNode) (*corev1.Node, error) {
+	if err := c.Client.PutInstance(ctx, provider.InstanceOf(n.InstanceID, n.Name, n.IP)); err != nil {
+		return nil, fmt.Errorf("registering instance %s: %w", n.InstanceID, err)
+	}
+	cfg, err := cp.RESTConfigFor(NodeUser(n.Name))
+	if err != nil {
+		return nil, err
+	}
+	kubelet, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: map[string]string{"kubernetes.io/hostname": n.Name}},
+		Spec: corev1.NodeSpec{Taints: []corev1.Taint{{
+			Key: "node.cloudprovider.kubernetes.io/uninitialized", Value: "true", Effect: corev1.TaintEffectNoSchedule,
+		}}},
+	}
+	created, err := kubelet.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("creating Node %s as its kubelet: %w", n.Name, err)
+	}
+	// Status through the status subresource, as a patch: the CCM may
+	// initialize the Node meanwhile (a kubelet patches its status too).
+	now := metav1.Now()
+	patch, err := json.Marshal(map[string]any{"status": map[string]any{
+		"addresses": []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.IP}, {Type: corev1.NodeHostName, Address: n.Name}},
+		"conditions": []corev1.NodeCondition{{
+			Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady", Message: "kubelet is posting ready status",
+			LastHeartbeatTime: now, LastTransitionTime: now,
+		}},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	updated, err := kubelet.CoreV1().Nodes().Patch(ctx, created.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	if err != nil {
+		return nil, fmt.Errorf("setting Node %s Ready as its kubelet: %w", n.Name, err)
+	}
+	return updated, nil
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// permanent marks an error Poll must not retry.
+type permanent struct{ error }
+
+func (p permanent) Unwrap() error { return p.error }
+
+// Permanent makes Poll stop at once with err.
+func Permanent(err error) error { return permanent{err} }
+
+// Poll calls f every 100 ms until it returns nil, returns a Permanent
+// error, ctx ends or timeout passes; the error then says what was awaited
+// and holds f's last error. Real processes need real waits: this is the
+// one place that waits.
+func Poll(ctx context.Context, timeout time.Duration, what string, f func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		err := f()
+		var p permanent
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &p):
+			return fmt.Errorf("waiting for %s: %w", what, p.error)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: not done within %v: %w", what, timeout, err)
+		case <-t.C:
+		}
+	}
+}

@@ -70,13 +70,13 @@ var providerCases = []providerCase{
 				errs = append(errs, errors.New("HasClusterID is false: upstream warns and the blocks tag nothing"))
 			}
 			if _, ok := p.InstancesV2(); !ok {
-				errs = append(errs, errors.New("InstancesV2 is not implemented"))
+				errs = append(errs, errors.New("the provider does not implement InstancesV2"))
 			}
 			if _, ok := p.Instances(); ok {
-				errs = append(errs, errors.New("Instances (v1) is implemented: the node controllers would use it instead of InstancesV2"))
+				errs = append(errs, errors.New("the provider implements Instances (v1): the node controllers would use it instead of InstancesV2"))
 			}
 			if _, ok := p.Zones(); ok {
-				errs = append(errs, errors.New("Zones is implemented: InstancesV2 carries zones"))
+				errs = append(errs, errors.New("the provider implements Zones: InstancesV2 carries zones"))
 			}
 			return errors.Join(errs...)
 		},

@@ -6,7 +6,7 @@ FUZZTIME  ?= 20s
 FUZZ_PKGS ?= ./instances ./ipam ./ipam/nodeipam ./lb ./routes ./examples/localcloud/cloud ./examples/localcloud/provider
 
 .DEFAULT_GOAL := test
-.PHONY: test vet fmt-check staticcheck bench bench-ipam fuzz ci controlplane
+.PHONY: test vet fmt-check staticcheck bench bench-ipam fuzz ci controlplane demo
 
 # The README's test command: the root module only (bench/ and tools/ are
 # nested modules, which ./... leaves out), after building the control plane
@@ -31,6 +31,16 @@ controlplane:
 		echo "controlplane: first build of kube-apiserver and etcd into $(CCMKIT_CTRLPLANE_BIN): a cold build takes about 8 minutes on 2 cores, later ones seconds"
 	cd tools/ctrlplane && $(GO) build -buildvcs=false -ldflags '$(KUBE_LDFLAGS)' -o $(CCMKIT_CTRLPLANE_BIN)/kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 	cd tools/ctrlplane && $(GO) build -buildvcs=false -ldflags '-s -w' -o $(CCMKIT_CTRLPLANE_BIN)/etcd go.etcd.io/etcd/server/v3
+
+# The example provider end to end (examples/localcloud): the control plane
+# (cold: about 8 minutes), then the example's binaries and the demo (go build
+# -v lists each package it compiles: a cold build compiles the Kubernetes
+# libraries), then the demo itself, which removes what it started when it
+# ends, fails or is interrupted (Ctrl-C).
+demo: controlplane
+	@echo "demo: building localcloud, localcloud-ccm and demo into $(CCMKIT_CTRLPLANE_BIN) (a cold build takes a few minutes, a warm one seconds)"
+	$(GO) build -v -o $(CCMKIT_CTRLPLANE_BIN)/ ./examples/localcloud/cmd/localcloud ./examples/localcloud/cmd/localcloud-ccm ./examples/localcloud/cmd/demo
+	$(CCMKIT_CTRLPLANE_BIN)/demo --bin-dir=$(CCMKIT_CTRLPLANE_BIN)
 
 vet:
 	$(GO) vet ./...

@@ -188,14 +188,17 @@ func (p *Reaper) Pass(ctx context.Context) error {
 // addresses.
 func (p *Reaper) reap(ctx context.Context, lb *LoadBalancer) error {
 	uid := lb.Spec.Key.UID
-	unlock := p.r.locks.lock(uid)
+	unlock, err := p.r.locks.lock(ctx, uid)
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	if obj, ok, _ := p.services.GetByKey(lb.Spec.Service.String()); ok {
 		if svc, _ := obj.(*v1.Service); svc != nil && svc.UID == uid {
 			return nil // came back
 		}
 	}
-	err := p.r.opts.Budget.Do(ctx, cloudcall.Write(BlockName, OpDelete), func(ctx context.Context) error {
+	err = p.r.opts.Budget.Do(ctx, cloudcall.Write(BlockName, OpDelete), func(ctx context.Context) error {
 		err := p.r.backend.Delete(ctx, lb.Clone())
 		if errors.Is(err, cloudcall.ErrNotFound) {
 			return nil

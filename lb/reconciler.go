@@ -197,7 +197,10 @@ func (r *Reconciler) GetLoadBalancer(ctx context.Context, clusterName string, se
 	if err := checkArgs(clusterName, service); err != nil {
 		return nil, false, err
 	}
-	unlock := r.locks.lock(service.UID)
+	unlock, err := r.locks.lock(ctx, service.UID)
+	if err != nil {
+		return nil, false, err
+	}
 	defer unlock()
 	got, err := r.find(ctx, clusterName, service)
 	if err != nil {
@@ -322,7 +325,10 @@ func (r *Reconciler) EnsureLoadBalancer(ctx context.Context, clusterName string,
 	if err := checkArgs(clusterName, service); err != nil {
 		return nil, err
 	}
-	unlock := r.locks.lock(service.UID)
+	unlock, err := r.locks.lock(ctx, service.UID)
+	if err != nil {
+		return nil, err
+	}
 	defer unlock()
 	want, err := r.desired(clusterName, service, nodes)
 	if err != nil {
@@ -520,7 +526,10 @@ func (r *Reconciler) UpdateLoadBalancer(ctx context.Context, clusterName string,
 	if err := checkArgs(clusterName, service); err != nil {
 		return err
 	}
-	unlock := r.locks.lock(service.UID)
+	unlock, err := r.locks.lock(ctx, service.UID)
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	if _, err := r.desired(clusterName, service, nil); err != nil {
 		return err
@@ -581,7 +590,10 @@ func (r *Reconciler) EnsureLoadBalancerDeleted(ctx context.Context, clusterName 
 	if err := checkArgs(clusterName, service); err != nil {
 		return err
 	}
-	unlock := r.locks.lock(service.UID)
+	unlock, err := r.locks.lock(ctx, service.UID)
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	got, err := r.find(ctx, clusterName, service)
 	switch {
@@ -731,32 +743,37 @@ func sortedAddrs(a []netip.Addr) []netip.Addr {
 	return out
 }
 
-// keyedMutex serializes work per key; entries are dropped when unused.
+// keyedMutex serializes work per key; entries are dropped when unused. A
+// waiter blocks on a channel, not on a sync.Mutex, so that it gives up when
+// its context ends (a hung cloud call of the holder must not hold a worker
+// whose manager is shutting down) and, inside a testing/synctest bubble,
+// counts as durably blocked: a goroutine waiting for a sync.Mutex does not,
+// so the bubble's clock stops while the holder waits on it, and the two never
+// wake up.
 type keyedMutex struct {
 	mu    sync.Mutex
 	locks map[types.UID]*keyedEntry
 }
 
 type keyedEntry struct {
-	mu   sync.Mutex
+	sem  chan struct{} // holds a token while the key is locked
 	refs int
 }
 
-func (k *keyedMutex) lock(key types.UID) (unlock func()) {
+// lock locks key, or returns ctx's error if ctx ends first.
+func (k *keyedMutex) lock(ctx context.Context, key types.UID) (unlock func(), err error) {
 	k.mu.Lock()
 	if k.locks == nil {
 		k.locks = map[types.UID]*keyedEntry{}
 	}
 	e := k.locks[key]
 	if e == nil {
-		e = &keyedEntry{}
+		e = &keyedEntry{sem: make(chan struct{}, 1)}
 		k.locks[key] = e
 	}
 	e.refs++
 	k.mu.Unlock()
-	e.mu.Lock()
-	return func() {
-		e.mu.Unlock()
+	release := func() {
 		k.mu.Lock()
 		e.refs--
 		if e.refs == 0 {
@@ -764,6 +781,16 @@ func (k *keyedMutex) lock(key types.UID) (unlock func()) {
 		}
 		k.mu.Unlock()
 	}
+	select {
+	case e.sem <- struct{}{}:
+	case <-ctx.Done():
+		release()
+		return nil, fmt.Errorf("waiting for another operation on the same load balancer: %w", ctx.Err())
+	}
+	return func() {
+		<-e.sem
+		release()
+	}, nil
 }
 
 // logger returns the context's logger.

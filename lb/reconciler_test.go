@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -373,3 +374,41 @@ func TestStatusOrderFollowsIPFamilies(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// Calls for one Service are serialized; a call waiting for another one's
+// turn ends with its context, and waits durably: inside a testing/synctest
+// bubble the clock keeps running while it waits (a sync.Mutex stopped it, so
+// a waiter and a holder waiting on the clock hung the bubble for good).
+func TestCallsForOneServiceWaitWithTheirContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cloud := fakecloud.New(fakecloud.Options{})
+		cloud.SetLatency(fakecloud.OpFindLoadBalancer, 20*time.Second)
+		r, err := lb.NewReconciler(cloud.LoadBalancers(), lb.Options{Recorder: record.NewFakeRecorder(100)})
+		require.NoError(t, err)
+		svc := lbService("web", "uid-web")
+		nodes := []*v1.Node{node("node-1")}
+		done := make(chan error, 1)
+		go func() {
+			_, err := r.EnsureLoadBalancer(t.Context(), cluster, svc, nodes) // holds the Service's turn for 20s
+			done <- err
+		}()
+		synctest.Wait()
+
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		err = r.UpdateLoadBalancer(ctx, cluster, svc, nodes)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, 5*time.Second, time.Since(start), "gave up with its context")
+		select {
+		case err := <-done:
+			t.Fatalf("the holder returned early: %v", err)
+		default:
+		}
+
+		// The holder finishes; the next caller gets its turn.
+		require.NoError(t, <-done)
+		_, _, err = r.GetLoadBalancer(t.Context(), cluster, svc)
+		require.NoError(t, err)
+	})
+}

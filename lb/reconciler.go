@@ -517,9 +517,12 @@ func plain(err error) error {
 }
 
 // UpdateLoadBalancer changes the load balancer's targets to nodes and
-// nothing else. It writes nothing when they are unchanged, or while the
-// load balancer is still provisioning (the next Ensure sets them). It uses
-// TargetUpdater when the backend has it. Errors are plain (upstream ignores
+// nothing else. It writes nothing when they are unchanged. While the load
+// balancer is still provisioning (or not adopted yet) it writes nothing and,
+// if the targets differ, returns an error: upstream calls it again only when
+// the Nodes change, and escalates a failure to a full sync, whose
+// EnsureLoadBalancer sets the targets once the load balancer is ready. It
+// uses TargetUpdater when the backend has it. Errors are plain (upstream ignores
 // RetryError here and escalates a failure to a full EnsureLoadBalancer);
 // cloudprovider.ImplementedElsewhere is returned unwrapped.
 func (r *Reconciler) UpdateLoadBalancer(ctx context.Context, clusterName string, service *v1.Service, nodes []*v1.Node) error {
@@ -542,12 +545,19 @@ func (r *Reconciler) UpdateLoadBalancer(ctx context.Context, clusterName string,
 		return fmt.Errorf("updating the targets of %s: %w", ref(service), plain(err))
 	case got == nil:
 		return fmt.Errorf("updating the targets of %s: its load balancer %s does not exist yet", ref(service), Name(service.UID))
-	case got.Status == StatusPending || got.Status == StatusDeleting || got.Spec.Key.IsZero():
-		return nil // the next EnsureLoadBalancer sets the targets (and adopts)
+	case got.Status == StatusDeleting:
+		return nil // the Service is going away
 	}
 	want := targets(nodes)
 	if targetsEqual(got.Spec.Targets, want) {
 		return nil
+	}
+	if got.Status == StatusPending || got.Spec.Key.IsZero() {
+		// Not written now, and upstream calls UpdateLoadBalancer again only
+		// when the Nodes change: fail, so that the service controller
+		// escalates to a full sync, whose EnsureLoadBalancer polls the
+		// load balancer (and adopts it) and then sets the targets.
+		return fmt.Errorf("updating the targets of %s: its load balancer %s is still provisioning (or not adopted yet); the next EnsureLoadBalancer sets them", ref(service), got.Spec.Name)
 	}
 	var next *LoadBalancer
 	if tu, ok := r.backend.(TargetUpdater); ok {

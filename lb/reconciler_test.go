@@ -292,14 +292,30 @@ func TestUpdateChangesTargetsOnly(t *testing.T) {
 	got, _ := f.cloud.LoadBalancer(lb.Name(svc.UID))
 	assert.Len(t, got.Spec.Targets, 2, "nodes without a providerID are skipped")
 
-	// While the cloud provisions, Update succeeds without a write.
+	// While the cloud provisions, Update writes nothing; it fails when the
+	// targets differ, because upstream calls it again only when the Nodes
+	// change: the failure makes the service controller run a full sync,
+	// whose Ensure sets them once the load balancer is ready.
 	f.cloud.SetLBProvisioning(5, 0)
 	require.NoError(t, f.r.UpdateLoadBalancer(ctx, cluster, svc, []*v1.Node{node("n3")}))
 	_, err = f.r.EnsureLoadBalancer(ctx, cluster, svc, []*v1.Node{node("n3")})
 	retryAfter(t, err)
 	f.cloud.ResetCalls()
-	require.NoError(t, f.r.UpdateLoadBalancer(ctx, cluster, svc, []*v1.Node{node("n4")}))
+	require.NoError(t, f.r.UpdateLoadBalancer(ctx, cluster, svc, []*v1.Node{node("n3")}), "unchanged targets")
+	err = f.r.UpdateLoadBalancer(ctx, cluster, svc, []*v1.Node{node("n4")})
+	require.ErrorContains(t, err, "still provisioning")
+	assert.False(t, isRetry(err), "plain: upstream ignores RetryError here")
 	assert.Equal(t, 0, f.writes(), "no write on a provisioning load balancer")
+	for range 20 {
+		if _, err = f.r.EnsureLoadBalancer(ctx, cluster, svc, []*v1.Node{node("n4")}); err == nil {
+			break
+		}
+		retryAfter(t, err)
+	}
+	require.NoError(t, err, "the escalated Ensure polls, then sets the targets")
+	got, _ = f.cloud.LoadBalancer(lb.Name(svc.UID))
+	assert.Equal(t, []lb.Target{{ProviderID: "fake://n4", NodeName: "n4", Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.4")}}}, got.Spec.Targets)
+	f.cloud.SetLBProvisioning(0, 0)
 
 	// Errors are plain: upstream ignores RetryError on this path.
 	f.cloud.Inject(fakecloud.OpFindLoadBalancer, fakecloud.Fault{RetryAfter: time.Second, Times: 1})

@@ -47,10 +47,22 @@ func KeyForNode(provider string, node *v1.Node) (Key, error) {
 
 // InstanceExists returns (false, nil) when node's instance is missing or
 // terminated, so that the node lifecycle controller deletes the Node;
-// (true, nil) otherwise. Errors: an invalid node or providerID, or a failed
-// cloud lookup (the controller then retries on its next pass).
+// (true, nil) otherwise. A "missing" answer deletes the Node, so it is never
+// taken from memory: the cache's negative entry (which may predate the
+// instance: a lookup during the cloud's read lag after its creation) is
+// dropped and the instance looked up again first. Errors: an invalid node or
+// providerID, or a failed cloud lookup (the controller then retries on its
+// next pass).
 func (a *InstancesV2) InstanceExists(ctx context.Context, node *v1.Node) (bool, error) {
-	inst, err := a.get(ctx, node)
+	key, err := KeyForNode(a.provider, node)
+	if err != nil {
+		return false, err
+	}
+	inst, err := a.cache.Get(ctx, key)
+	if isNotFound(err) {
+		a.cache.Forget(key)
+		inst, err = a.cache.Get(ctx, key)
+	}
 	switch {
 	case isNotFound(err):
 		return false, nil

@@ -134,3 +134,27 @@ func TestInstancesV2CloudErrorIsNotAbsence(t *testing.T) {
 	require.Error(t, err, "an outage must not look like a deleted instance")
 	assert.False(t, exists)
 }
+
+// A "missing" answer deletes the Node: InstanceExists never takes it from the
+// cache's negative entry, which a lookup during the cloud's read lag after
+// the instance's creation leaves behind.
+func TestInstanceExistsConfirmsAMissingInstance(t *testing.T) {
+	clock := clocktesting.NewFakeClock(time.Unix(0, 0))
+	cloud := fakecloud.New(fakecloud.Options{Clock: clock, ReadLag: 3 * time.Second})
+	c, err := instances.NewCache(cloud.Instances(), instances.CacheOptions{Clock: clock, NegativeTTL: 10 * time.Second})
+	require.NoError(t, err)
+	v2 := instances.NewInstancesV2(c, "fake")
+	require.NoError(t, cloud.AddInstance(fakecloud.NewInstance("i-new", "node-new", "10.0.0.9")))
+	n := node("node-new", "fake://i-new")
+
+	_, err = v2.InstanceMetadata(t.Context(), n) // within the read lag: not found, cached
+	require.True(t, err == cloudprovider.InstanceNotFound, "got %v", err)
+	clock.Step(5 * time.Second) // visible now; the negative entry has 5s left
+	exists, err := v2.InstanceExists(t.Context(), n)
+	require.NoError(t, err)
+	assert.True(t, exists, "looked up again, not answered from the negative entry")
+
+	exists, err = v2.InstanceExists(t.Context(), node("node-gone", "fake://i-gone"))
+	require.NoError(t, err)
+	assert.False(t, exists, "a missing instance is still reported missing")
+}

@@ -20,7 +20,8 @@ import (
 const AnnotationHealthCheckProtocol = "localcloud.ccmkit.io/health-check-protocol"
 
 // Annotations are the example provider's own Service annotations, beside
-// ccmkit's (lb.Annotations).
+// ccmkit's (lb.Annotations). ANNOTATIONS.md is their reference, generated
+// from this declaration (annotations_test.go keeps it current).
 var Annotations = lb.MustSchema(lb.Annotation{
 	Name:    AnnotationHealthCheckProtocol,
 	Type:    lb.Enum(cloud.HealthHTTP, cloud.HealthTCP),

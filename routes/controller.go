@@ -378,9 +378,26 @@ func (c *Controller) desired(nodes []*v1.Node) ([]Route, []error) {
 	c.mu.Lock()
 	old := c.memo
 	c.mu.Unlock()
-	memo := make(map[*v1.Node]memoEntry, len(nodes))
-	var out []Route
+	out := make([]Route, 0, len(nodes))
 	var errs []error
+	// Steady state: every Node object is one the memo has seen (the
+	// informer hands out the same pointers until a Node changes), so the
+	// memo is reused as it is.
+	hits := 0
+	for _, n := range nodes {
+		e, ok := old[n]
+		if !ok {
+			break
+		}
+		hits++
+		out = append(out, e.routes...)
+		errs = append(errs, e.errs...)
+	}
+	if hits == len(nodes) && len(old) == len(nodes) {
+		return out, errs
+	}
+	out, errs = out[:0], nil
+	memo := make(map[*v1.Node]memoEntry, len(nodes))
 	for _, n := range nodes {
 		e, ok := old[n]
 		if !ok {

@@ -92,8 +92,12 @@ func (r *Reconciler) restore(ctx context.Context, cluster string) error {
 		reqs = append(reqs, r.poolRequest(svc, opts))
 	}
 	// One restore at a time; a second caller waits and then sees Ready.
-	r.restoreMu.Lock()
-	defer r.restoreMu.Unlock()
+	select {
+	case r.restoring <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for another restore of the address pools: %w", ctx.Err())
+	}
+	defer func() { <-r.restoring }()
 	if pools.Ready() {
 		return nil
 	}

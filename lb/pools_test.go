@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -12,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/record"
 
 	"github.com/ccmkit/ccmkit/ipam"
 	"github.com/ccmkit/ccmkit/lb"
@@ -114,4 +116,34 @@ func TestReaper(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{lb.Name(live.UID), "foreign"}, names, "only the orphan is deleted; the foreign one is untouched")
 	assert.True(t, hasEvent(f.drainEvents(), "DeletedOrphanedLoadBalancer", lb.Name(gone.UID)))
+}
+
+// One pool restore at a time: a second caller waits for the first one's
+// cloud list, durably (inside a testing/synctest bubble the clock keeps
+// running) and only as long as its context lasts.
+func TestPoolRestoreWaitsWithItsContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cloud := fakecloud.New(fakecloud.Options{})
+		cloud.SetLatency(fakecloud.OpListLoadBalancers, 20*time.Second)
+		r, err := lb.NewReconciler(cloud.LoadBalancers(), lb.Options{Pools: newPools(t), Recorder: record.NewFakeRecorder(100)})
+		require.NoError(t, err)
+		a, b := lbService("a", "uid-a"), lbService("b", "uid-b")
+		startInformers(t, r, a, b)
+		done := make(chan error, 1)
+		go func() {
+			_, err := r.EnsureLoadBalancer(t.Context(), cluster, a, nil) // restores: lists for 20s
+			done <- err
+		}()
+		synctest.Wait()
+
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		_, err = r.EnsureLoadBalancer(ctx, cluster, b, nil)
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, 5*time.Second, time.Since(start), "gave up with its context")
+		require.NoError(t, <-done)
+		_, err = r.EnsureLoadBalancer(t.Context(), cluster, b, nil)
+		require.NoError(t, err, "the pools are ready")
+	})
 }

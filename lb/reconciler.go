@@ -76,8 +76,11 @@ type Reconciler struct {
 	synced    cache.InformerSynced
 	lastWrite map[types.UID]time.Time
 	pending   map[types.UID]bool
-	started   time.Time  // when NewReconciler ran, for mayHaveLegacy
-	restoreMu sync.Mutex // held across the cloud list of a pool restore, never with mu
+	started   time.Time // when NewReconciler ran, for mayHaveLegacy
+	// restoring holds a token across the cloud list of a pool restore
+	// (never with mu): a channel, so that a waiter gives up with its context
+	// (see keyedMutex).
+	restoring chan struct{}
 }
 
 var _ cloudprovider.LoadBalancer = (*Reconciler)(nil)
@@ -121,6 +124,7 @@ func NewReconciler(backend Backend, opts Options) (*Reconciler, error) {
 		recorder:  opts.Recorder,
 		lastWrite: map[types.UID]time.Time{},
 		pending:   map[types.UID]bool{},
+		restoring: make(chan struct{}, 1),
 		started:   opts.Clock.Now(),
 	}
 	r.updatePoolMetrics()

@@ -198,7 +198,7 @@ func TestBudgetUnderThrottling(t *testing.T) {
 				}
 
 				// A Node joins while the Services reconcile.
-				time.Sleep(5 * time.Second)
+				time.Sleep(5 * time.Second) // simulated time: synctest bubble
 				require.NoError(t, cloud.AddInstance(fakecloud.NewInstance("i-late", "node-late", "10.0.0.99")))
 				joined := time.Now()
 				h.CreateNode(t, harness.NewNode("node-late", v1.ConditionTrue))
@@ -213,7 +213,7 @@ func TestBudgetUnderThrottling(t *testing.T) {
 				assert.Less(t, doneThen, services, "the Node joined while Services were still reconciling")
 
 				// A minute more of reconciling under the push-back, then stop.
-				time.Sleep(time.Minute)
+				time.Sleep(time.Minute) // simulated time: synctest bubble
 				cancel()
 				synctest.Wait()
 				mu.Lock()

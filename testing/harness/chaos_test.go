@@ -391,7 +391,7 @@ func runChaos(t *testing.T, seed uint64, n int) {
 			c.restart()
 		}
 		c.step()
-		time.Sleep(time.Duration(c.rng.IntN(3000)) * time.Millisecond)
+		time.Sleep(time.Duration(c.rng.IntN(3000)) * time.Millisecond) // simulated time: synctest bubble
 	}
 	chaosCalls := c.cloud.Calls()
 
@@ -412,7 +412,7 @@ func runChaos(t *testing.T, seed uint64, n int) {
 	}
 	var violations []string
 	for {
-		time.Sleep(10 * time.Second)
+		time.Sleep(10 * time.Second) // simulated time: synctest bubble
 		violations = c.violations()
 		if len(violations) == 0 || time.Since(converge) > chaosConvergence {
 			break

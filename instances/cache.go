@@ -31,6 +31,12 @@ type CacheOptions struct {
 	// Past it the cache returns the cloud's error: never "not found" because
 	// the cloud is down.
 	MaxStale time.Duration
+	// ReadLag is how long the cloud's reads may lag its writes (default 0).
+	// InstancesV2.InstanceExists does not report the instance of a Node
+	// created less than ReadLag ago as missing: it returns an error, which
+	// makes the node-lifecycle controller keep the Node, since a lookup made
+	// that soon after the instance's creation may not see it yet.
+	ReadLag time.Duration
 	// DisableList makes the cache look keys up one by one even when the
 	// Source implements Lister.
 	DisableList bool
@@ -90,8 +96,8 @@ func NewCache(src Source, opts CacheOptions) (*Cache, error) {
 	if src == nil {
 		errs = append(errs, errors.New("instances: nil Source"))
 	}
-	if opts.TTL < 0 || opts.NegativeTTL < 0 {
-		errs = append(errs, fmt.Errorf("instances: negative TTL (%s) or NegativeTTL (%s)", opts.TTL, opts.NegativeTTL))
+	if opts.TTL < 0 || opts.NegativeTTL < 0 || opts.ReadLag < 0 {
+		errs = append(errs, fmt.Errorf("instances: negative TTL (%s), NegativeTTL (%s) or ReadLag (%s)", opts.TTL, opts.NegativeTTL, opts.ReadLag))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

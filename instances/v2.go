@@ -3,6 +3,7 @@ package instances
 import (
 	"context"
 	"fmt"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 	cloudprovider "k8s.io/cloud-provider"
@@ -65,6 +66,11 @@ func (a *InstancesV2) InstanceExists(ctx context.Context, node *v1.Node) (bool, 
 	}
 	switch {
 	case isNotFound(err):
+		if lag := a.cache.opts.ReadLag; lag > 0 {
+			if age := a.cache.clock.Since(node.CreationTimestamp.Time); age < lag {
+				return false, fmt.Errorf("instance of node %q not found, but the node is %v old and the cloud's reads lag its writes by up to %v: not reporting it gone yet (%v)", node.Name, age.Round(time.Millisecond), lag, err)
+			}
+		}
 		return false, nil
 	case err != nil:
 		return false, err

@@ -158,3 +158,33 @@ func TestInstanceExistsConfirmsAMissingInstance(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, exists, "a missing instance is still reported missing")
 }
+
+// With CacheOptions.ReadLag, the instance of a Node younger than the lag is
+// not reported missing: the cloud's reads may not show it yet, and a
+// "missing" answer makes the lifecycle controller delete the Node.
+func TestInstanceExistsWaitsOutTheReadLagForNewNodes(t *testing.T) {
+	clock := clocktesting.NewFakeClock(time.Unix(1000, 0))
+	cloud := fakecloud.New(fakecloud.Options{Clock: clock, ReadLag: 3 * time.Second})
+	c, err := instances.NewCache(cloud.Instances(), instances.CacheOptions{Clock: clock, ReadLag: 3 * time.Second})
+	require.NoError(t, err)
+	v2 := instances.NewInstancesV2(c, "fake")
+	require.NoError(t, cloud.AddInstance(fakecloud.NewInstance("i-new", "node-new", "10.0.0.9")))
+	n := node("node-new", "fake://i-new")
+	n.CreationTimestamp = metav1.NewTime(clock.Now())
+
+	clock.Step(time.Second)
+	exists, err := v2.InstanceExists(t.Context(), n)
+	require.ErrorContains(t, err, "not reporting it gone yet", "within the read lag of the Node's creation")
+	assert.False(t, exists)
+
+	clock.Step(3 * time.Second) // the instance is visible now
+	exists, err = v2.InstanceExists(t.Context(), n)
+	require.NoError(t, err)
+	assert.True(t, exists)
+
+	old := node("node-gone", "fake://i-gone")
+	old.CreationTimestamp = metav1.NewTime(clock.Now().Add(-time.Hour))
+	exists, err = v2.InstanceExists(t.Context(), old)
+	require.NoError(t, err)
+	assert.False(t, exists, "an old Node's missing instance is reported missing")
+}

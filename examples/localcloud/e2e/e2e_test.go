@@ -602,14 +602,16 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("the %s lease has no holder", migrationLease)
 		}
 		// The migrated controllers (service, route, node IPAM, node
-		// lifecycle) start once the migration lease is taken.
-		log := migrating.Log()
-		leaseAt := strings.Index(log, acquiredLine(migrationLease))
-		for _, line := range []string{"Starting service controller"} {
-			if i := strings.LastIndex(log, line); i < leaseAt {
-				t.Errorf("%q is not logged after the migration lease was taken", line)
+		// lifecycle) start once the migration lease is taken: shortly
+		// after the lease line, so the log is polled for it.
+		e.poll(10*time.Second, "the service controller to start after the migration lease was taken", func() error {
+			log := migrating.Log()
+			leaseAt := strings.Index(log, acquiredLine(migrationLease))
+			if i := strings.LastIndex(log, "Starting service controller"); leaseAt < 0 || i < leaseAt {
+				return fmt.Errorf("%q is not logged after the migration lease line", "Starting service controller")
 			}
-		}
+			return nil
+		})
 		s := e.service("under-migration", 5, nil)
 		e.ingress(s.Name, 30*time.Second)
 		n, _ := e.addNode()

@@ -41,14 +41,14 @@ type SDKFailure struct {
 	RetryAfter time.Duration
 }
 
-type instancesCase struct {
-	name, rule string
-	// needsFailNext marks the cases that run only with a FailNext hook.
-	needsFailNext bool
-	check         func(ctx context.Context, f InstancesFixture) error
-}
+// instancesSuite drives instancesCases.
+var instancesSuite = suite[InstancesFixture]{validate: checkFixture, cases: instancesCases}
 
-var instancesCases = []instancesCase{
+// instancesNeedFailNext skips the error-classification cases without a
+// FailNext hook.
+func instancesNeedFailNext(f InstancesFixture) string { return needsFailNext(f.FailNext) }
+
+var instancesCases = []conformanceCase[InstancesFixture]{
 	{
 		name: "lookup-by-id",
 		rule: "Lookup with Key.ID returns that instance with every field the cloud holds (provider ID, addresses, pod CIDRs and labels included)",
@@ -173,9 +173,9 @@ var instancesCases = []instancesCase{
 		},
 	},
 	{
-		name:          "sdk-404-is-not-found",
-		rule:          "a 404 from the cloud for the instance asked about is an error wrapping cloudcall.ErrNotFound and no instance",
-		needsFailNext: true,
+		name: "sdk-404-is-not-found",
+		rule: "a 404 from the cloud for the instance asked about is an error wrapping cloudcall.ErrNotFound and no instance",
+		skip: instancesNeedFailNext,
 		check: func(ctx context.Context, f InstancesFixture) error {
 			f.FailNext(SDKFailure{StatusCode: 404})
 			got, err := f.Source.Lookup(ctx, instances.Key{ID: f.Known[0].ID})
@@ -190,17 +190,17 @@ var instancesCases = []instancesCase{
 		},
 	},
 	{
-		name:          "sdk-429-is-throttled",
-		rule:          "a 429 with Retry-After is classified throttled (cloudcall.Throttled) with that Retry-After, by Lookup and List, so the budget waits as the cloud asked",
-		needsFailNext: true,
+		name: "sdk-429-is-throttled",
+		rule: "a 429 with Retry-After is classified throttled (cloudcall.Throttled) with that Retry-After, by Lookup and List, so the budget waits as the cloud asked",
+		skip: instancesNeedFailNext,
 		check: func(ctx context.Context, f InstancesFixture) error {
 			return classifiesAs(ctx, f, SDKFailure{StatusCode: 429, RetryAfter: 7 * time.Second}, cloudcall.ClassThrottled)
 		},
 	},
 	{
-		name:          "sdk-5xx-is-transient",
-		rule:          "a 5xx without Retry-After is classified transient (cloudcall.Transient), by Lookup and List, so the budget retries it",
-		needsFailNext: true,
+		name: "sdk-5xx-is-transient",
+		rule: "a 5xx without Retry-After is classified transient (cloudcall.Transient), by Lookup and List, so the budget retries it",
+		skip: instancesNeedFailNext,
 		check: func(ctx context.Context, f InstancesFixture) error {
 			return errors.Join(
 				classifiesAs(ctx, f, SDKFailure{StatusCode: 500}, cloudcall.ClassTransient),
@@ -208,9 +208,9 @@ var instancesCases = []instancesCase{
 		},
 	},
 	{
-		name:          "sdk-503-with-retry-after-is-throttled",
-		rule:          "a 503 with Retry-After is classified throttled with that Retry-After: the cloud said when to come back",
-		needsFailNext: true,
+		name: "sdk-503-with-retry-after-is-throttled",
+		rule: "a 503 with Retry-After is classified throttled with that Retry-After: the cloud said when to come back",
+		skip: instancesNeedFailNext,
 		check: func(ctx context.Context, f InstancesFixture) error {
 			return classifiesAs(ctx, f, SDKFailure{StatusCode: 503, RetryAfter: 5 * time.Second}, cloudcall.ClassThrottled)
 		},
@@ -316,19 +316,7 @@ func checkFixture(f InstancesFixture) error {
 // classification cases only when f.FailNext is set) and returns every
 // violation joined, each prefixed with the case name and rule.
 func TestInstances(ctx context.Context, f InstancesFixture) error {
-	if err := checkFixture(f); err != nil {
-		return err
-	}
-	var errs []error
-	for _, c := range instancesCases {
-		if c.needsFailNext && f.FailNext == nil {
-			continue
-		}
-		if err := c.check(ctx, f); err != nil {
-			errs = append(errs, fmt.Errorf("%s (%s): %w", c.name, c.rule, err))
-		}
-	}
-	return errors.Join(errs...)
+	return instancesSuite.test(ctx, func() InstancesFixture { return f })
 }
 
 // RunInstances runs every instances case as a subtest, each with a fresh
@@ -336,18 +324,5 @@ func TestInstances(ctx context.Context, f InstancesFixture) error {
 // the fixture has no FailNext.
 func RunInstances(t *testing.T, newFixture func(t *testing.T) InstancesFixture) {
 	t.Helper()
-	for _, c := range instancesCases {
-		t.Run(c.name, func(t *testing.T) {
-			f := newFixture(t)
-			if err := checkFixture(f); err != nil {
-				t.Fatal(err)
-			}
-			if c.needsFailNext && f.FailNext == nil {
-				t.Skip("the fixture has no FailNext hook")
-			}
-			if err := c.check(t.Context(), f); err != nil {
-				t.Errorf("rule: %s\n%v", c.rule, err)
-			}
-		})
-	}
+	instancesSuite.run(t, newFixture)
 }

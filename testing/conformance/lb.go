@@ -721,7 +721,7 @@ func (c *lbCase) skip(f LoadBalancersFixture) string {
 	_, updater := f.Backend.(lb.TargetUpdater)
 	switch {
 	case c.needsFailNext && f.FailNext == nil:
-		return "the fixture has no FailNext hook"
+		return noFailNext
 	case c.needsLister && !lister:
 		return "the backend is not an lb.Lister"
 	case c.needsTargetUpdater && !updater:
@@ -739,25 +739,25 @@ func (c *lbCase) run(ctx context.Context, f LoadBalancersFixture) error {
 	return errors.Join(err, r.cleanup(context.WithoutCancel(ctx)))
 }
 
+// lbSuite drives lbCases, each on its own lbRun.
+var lbSuite = suite[LoadBalancersFixture]{validate: checkLBFixture, cases: lbSuiteCases()}
+
+func lbSuiteCases() []conformanceCase[LoadBalancersFixture] {
+	out := make([]conformanceCase[LoadBalancersFixture], len(lbCases))
+	for i := range lbCases {
+		c := &lbCases[i]
+		out[i] = conformanceCase[LoadBalancersFixture]{name: c.name, rule: c.rule, skip: c.skip, check: c.run}
+	}
+	return out
+}
+
 // TestLoadBalancers runs every load-balancer case against f (the cases of
 // optional capabilities when the backend has them, the error
 // classification cases when f.FailNext is set, the foreign-name case when
 // f.ForeignKey is set) and returns every violation joined, each prefixed
 // with the case name and rule. It deletes the load balancers it created.
 func TestLoadBalancers(ctx context.Context, f LoadBalancersFixture) error {
-	if err := checkLBFixture(f); err != nil {
-		return err
-	}
-	var errs []error
-	for _, c := range lbCases {
-		if c.skip(f) != "" {
-			continue
-		}
-		if err := c.run(ctx, f); err != nil {
-			errs = append(errs, fmt.Errorf("%s (%s): %w", c.name, c.rule, err))
-		}
-	}
-	return errors.Join(errs...)
+	return lbSuite.test(ctx, func() LoadBalancersFixture { return f })
 }
 
 // RunLoadBalancers runs every load-balancer case as a subtest, each with a
@@ -765,18 +765,5 @@ func TestLoadBalancers(ctx context.Context, f LoadBalancersFixture) error {
 // TestLoadBalancers) are skipped with the reason.
 func RunLoadBalancers(t *testing.T, newFixture func(t *testing.T) LoadBalancersFixture) {
 	t.Helper()
-	for _, c := range lbCases {
-		t.Run(c.name, func(t *testing.T) {
-			f := newFixture(t)
-			if err := checkLBFixture(f); err != nil {
-				t.Fatal(err)
-			}
-			if why := c.skip(f); why != "" {
-				t.Skip(why)
-			}
-			if err := c.run(t.Context(), f); err != nil {
-				t.Errorf("rule: %s\n%v", c.rule, err)
-			}
-		})
-	}
+	lbSuite.run(t, newFixture)
 }

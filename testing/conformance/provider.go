@@ -50,13 +50,22 @@ type ProviderFixture struct {
 	PollLimit int
 }
 
-type providerCase struct {
-	name, rule string
-	needs      func(p *framework.Provider) bool
-	check      func(ctx context.Context, f ProviderFixture) error
+// providerSuite drives providerCases; RunProvider gives each case two
+// minutes.
+var providerSuite = suite[ProviderFixture]{validate: checkProviderFixture, cases: providerCases, runTimeout: 2 * time.Minute}
+
+// needsBlock skips a case when block reports that the provider was built
+// without it.
+func needsBlock[B any](block func(*framework.Provider) (B, bool)) func(ProviderFixture) string {
+	return func(f ProviderFixture) string {
+		if _, ok := block(f.Provider); !ok {
+			return "the provider has no such block"
+		}
+		return ""
+	}
 }
 
-var providerCases = []providerCase{
+var providerCases = []conformanceCase[ProviderFixture]{
 	{
 		name: "interface",
 		rule: "ProviderName is set and HasClusterID is true; InstancesV2 is implemented and Instances (v1) and Zones are not, so the controllers use InstancesV2; Routes and LoadBalancer report what the provider was built with",
@@ -82,9 +91,9 @@ var providerCases = []providerCase{
 		},
 	},
 	{
-		name:  "instance-metadata",
-		rule:  "InstanceMetadata of each known Node (no providerID yet, as at initialization) is non-nil with a providerID of the provider's scheme and the instance's addresses; InstanceExists is (true, nil) and InstanceShutdown (false, nil); looked up again by that providerID it agrees",
-		needs: func(p *framework.Provider) bool { _, ok := p.InstancesV2(); return ok },
+		name: "instance-metadata",
+		rule: "InstanceMetadata of each known Node (no providerID yet, as at initialization) is non-nil with a providerID of the provider's scheme and the instance's addresses; InstanceExists is (true, nil) and InstanceShutdown (false, nil); looked up again by that providerID it agrees",
+		skip: needsBlock((*framework.Provider).InstancesV2),
 		check: func(ctx context.Context, f ProviderFixture) error {
 			i, _ := f.Provider.InstancesV2()
 			var errs []error
@@ -122,9 +131,9 @@ var providerCases = []providerCase{
 		},
 	},
 	{
-		name:  "instance-missing",
-		rule:  "for a Node whose instance the cloud does not hold, InstanceExists is (false, nil), so the node-lifecycle controller deletes the Node (an error would skip the deletion), and InstanceMetadata returns an error, never (nil, nil)",
-		needs: func(p *framework.Provider) bool { _, ok := p.InstancesV2(); return ok },
+		name: "instance-missing",
+		rule: "for a Node whose instance the cloud does not hold, InstanceExists is (false, nil), so the node-lifecycle controller deletes the Node (an error would skip the deletion), and InstanceMetadata returns an error, never (nil, nil)",
+		skip: needsBlock((*framework.Provider).InstancesV2),
 		check: func(ctx context.Context, f ProviderFixture) error {
 			if f.MissingNode == nil {
 				return nil
@@ -143,13 +152,13 @@ var providerCases = []providerCase{
 	{
 		name:  "load-balancer-lifecycle",
 		rule:  "for a LoadBalancer Service and its Nodes, as the service controller calls them: GetLoadBalancer reports none before; EnsureLoadBalancer, retried after each api.RetryError, returns an ingress IP with an ipMode on every entry (a missing ipMode is a diff on every sync); GetLoadBalancer then reports it with the same status; a second EnsureLoadBalancer returns an equal status (a re-sync patches nothing); UpdateLoadBalancer with one Node less succeeds; EnsureLoadBalancerDeleted, retried, succeeds and GetLoadBalancer then reports none",
-		needs: func(p *framework.Provider) bool { _, ok := p.LoadBalancer(); return ok },
+		skip:  needsBlock((*framework.Provider).LoadBalancer),
 		check: checkLoadBalancerLifecycle,
 	},
 	{
 		name:  "routes-lifecycle",
 		rule:  "through Provider.Routes, as the route controller calls it: CreateRoute of each Node's pod CIDR (name hint: the Node UID) then ListRoutes lists each with its target Node and CIDR (eventually); DeleteRoute of each then ListRoutes lists none of them",
-		needs: func(p *framework.Provider) bool { _, ok := p.Routes(); return ok },
+		skip:  needsBlock((*framework.Provider).Routes),
 		check: checkRoutesLifecycle,
 	},
 }
@@ -399,23 +408,10 @@ func checkProviderFixture(f ProviderFixture) error {
 }
 
 // TestProvider runs every case against a fixture from newFixture (one per
-// case, since a Provider is initialized once) and returns every violation,
-// joined.
+// case, since a Provider is initialized once) and returns every violation
+// joined, each prefixed with the case name and rule.
 func TestProvider(ctx context.Context, newFixture func() ProviderFixture) error {
-	var errs []error
-	for _, c := range providerCases {
-		f := newFixture()
-		if err := checkProviderFixture(f); err != nil {
-			return err
-		}
-		if c.needs != nil && !c.needs(f.Provider) {
-			continue
-		}
-		if err := c.check(ctx, f); err != nil {
-			errs = append(errs, fmt.Errorf("%s (rule: %s): %w", c.name, c.rule, err))
-		}
-	}
-	return errors.Join(errs...)
+	return providerSuite.test(ctx, newFixture)
 }
 
 // RunProvider runs every case as a subtest with a fresh fixture: a whole
@@ -423,20 +419,5 @@ func TestProvider(ctx context.Context, newFixture func() ProviderFixture) error 
 // them. Cases for blocks the provider was not built with are skipped.
 func RunProvider(t *testing.T, newFixture func(t *testing.T) ProviderFixture) {
 	t.Helper()
-	for _, c := range providerCases {
-		t.Run(c.name, func(t *testing.T) {
-			f := newFixture(t)
-			if err := checkProviderFixture(f); err != nil {
-				t.Fatal(err)
-			}
-			if c.needs != nil && !c.needs(f.Provider) {
-				t.Skip("the provider has no such block")
-			}
-			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-			defer cancel()
-			if err := c.check(ctx, f); err != nil {
-				t.Errorf("rule: %s\n%v", c.rule, err)
-			}
-		})
-	}
+	providerSuite.run(t, newFixture)
 }

@@ -40,11 +40,12 @@ type RoutesFixture struct {
 	FailNext func(f SDKFailure)
 }
 
-type routesCase struct {
-	name, rule    string
-	needsFailNext bool
-	check         func(ctx context.Context, f RoutesFixture) error
-}
+// routesSuite drives routesCases.
+var routesSuite = suite[RoutesFixture]{validate: checkRoutesFixture, cases: routesCases}
+
+// routesNeedFailNext skips the error-classification case without a
+// FailNext hook.
+func routesNeedFailNext(f RoutesFixture) string { return needsFailNext(f.FailNext) }
 
 // testRoute returns the i-th test route (IPv6 when v6): a /30 of
 // 10.250.0.0/16 or a /64 of fdcc::/48, to node conformance-node-<i>.
@@ -103,7 +104,7 @@ func listByName(ctx context.Context, f RoutesFixture) (map[string]routes.Route, 
 	return out, errors.Join(errs...)
 }
 
-var routesCases = []routesCase{
+var routesCases = []conformanceCase[RoutesFixture]{
 	{
 		name: "create-then-list",
 		rule: "a created route is listed with its name, target and destination, and with exactly the Node addresses it was created with when the backend stores them (AddressesStored), else with its next hop or none",
@@ -318,9 +319,9 @@ var routesCases = []routesCase{
 		},
 	},
 	{
-		name:          "sdk-errors-classified",
-		rule:          "the cloud's 429 (with Retry-After), 5xx and 503 with Retry-After are classified throttled, transient and throttled by List and Create, as cloudcall's mapping says",
-		needsFailNext: true,
+		name: "sdk-errors-classified",
+		rule: "the cloud's 429 (with Retry-After), 5xx and 503 with Retry-After are classified throttled, transient and throttled by List and Create, as cloudcall's mapping says",
+		skip: routesNeedFailNext,
 		check: func(ctx context.Context, f RoutesFixture) error {
 			var errs []error
 			for _, tc := range []struct {
@@ -390,20 +391,7 @@ func checkRoutesFixture(f RoutesFixture) error {
 // (each case needs an empty table) and returns every violation joined, each
 // prefixed with the case name and rule.
 func TestRoutes(ctx context.Context, newFixture func() RoutesFixture) error {
-	var errs []error
-	for _, c := range routesCases {
-		f := newFixture()
-		if err := checkRoutesFixture(f); err != nil {
-			return err
-		}
-		if c.needsFailNext && f.FailNext == nil {
-			continue
-		}
-		if err := c.check(ctx, f); err != nil {
-			errs = append(errs, fmt.Errorf("%s (%s): %w", c.name, c.rule, err))
-		}
-	}
-	return errors.Join(errs...)
+	return routesSuite.test(ctx, newFixture)
 }
 
 // RunRoutes runs every routes case as a subtest, each with a fresh fixture
@@ -413,18 +401,5 @@ func TestRoutes(ctx context.Context, newFixture func() RoutesFixture) error {
 // without a Limit.
 func RunRoutes(t *testing.T, newFixture func(t *testing.T) RoutesFixture) {
 	t.Helper()
-	for _, c := range routesCases {
-		t.Run(c.name, func(t *testing.T) {
-			f := newFixture(t)
-			if err := checkRoutesFixture(f); err != nil {
-				t.Fatal(err)
-			}
-			if c.needsFailNext && f.FailNext == nil {
-				t.Skip("the fixture has no FailNext hook")
-			}
-			if err := c.check(t.Context(), f); err != nil {
-				t.Errorf("rule: %s\n%v", c.rule, err)
-			}
-		})
-	}
+	routesSuite.run(t, newFixture)
 }

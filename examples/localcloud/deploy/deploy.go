@@ -5,9 +5,12 @@ import (
 	"embed"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
@@ -57,4 +60,42 @@ func RBAC() ([]*unstructured.Unstructured, error) {
 		out = append(out, objs...)
 	}
 	return out, nil
+}
+
+// ContainerName is the CCM's container in deployment.yaml.
+const ContainerName = "cloud-controller-manager"
+
+// Deployment returns the Deployment of deployment.yaml, decoded strictly:
+// a field the apps/v1 Deployment does not have is an error.
+func Deployment() (*appsv1.Deployment, error) {
+	objs, err := Objects("deployment.yaml")
+	if err != nil {
+		return nil, err
+	}
+	if len(objs) != 1 || objs[0].GetKind() != "Deployment" {
+		return nil, fmt.Errorf("deployment.yaml: %d objects, want one Deployment", len(objs))
+	}
+	var d appsv1.Deployment
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructuredWithValidation(objs[0].Object, &d, true); err != nil {
+		return nil, fmt.Errorf("deployment.yaml: %w", err)
+	}
+	return &d, nil
+}
+
+// CCMCommand returns the command of the Deployment's ContainerName
+// container: the binary's path, then its flags.
+func CCMCommand() ([]string, error) {
+	d, err := Deployment()
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range d.Spec.Template.Spec.Containers {
+		if c.Name == ContainerName {
+			if len(c.Command) == 0 {
+				return nil, fmt.Errorf("deployment.yaml: container %s has no command", ContainerName)
+			}
+			return slices.Clone(c.Command), nil
+		}
+	}
+	return nil, fmt.Errorf("deployment.yaml: no container %s", ContainerName)
 }

@@ -2,6 +2,7 @@ package deploy_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -88,22 +89,35 @@ func TestBindings(t *testing.T) {
 			t.Errorf("ServiceAccount kube-system/%s is not bound", sa)
 		}
 	}
-	dep, err := deploy.Objects("deployment.yaml")
+	dep, err := deploy.Deployment()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dep) != 1 || dep[0].GetKind() != "Deployment" {
-		t.Fatalf("deployment.yaml: %d objects, want one Deployment", len(dep))
+	if r := dep.Spec.Replicas; r == nil || *r < 2 {
+		t.Errorf("replicas = %v, want at least 2 (HA)", r)
 	}
-	replicas, _, _ := unstructuredInt(dep[0].Object, "spec", "replicas")
-	if replicas < 2 {
-		t.Errorf("replicas = %d, want at least 2 (HA)", replicas)
+	cmd, err := deploy.CCMCommand()
+	if err != nil {
+		t.Fatal(err)
 	}
-	containers, _, _ := unstructuredSlice(dep[0].Object, "spec", "template", "spec", "containers")
-	cmd, _ := containers[0].(map[string]any)["command"].([]any)
 	for _, flag := range []string{"--cluster-name=local", "--cluster-cidr=10.244.0.0/16", "--allocate-node-cidrs", "--use-service-account-credentials", "--leader-elect"} {
-		if !slices.Contains(cmd, any(flag)) {
+		if !slices.Contains(cmd, flag) {
 			t.Errorf("the Deployment's command lacks %s", flag)
+		}
+	}
+}
+
+func TestDeploymentIsStrict(t *testing.T) {
+	cmd, err := deploy.CCMCommand()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cmd[0] != "/localcloud-ccm" {
+		t.Errorf("the command runs %q, want the image's /localcloud-ccm", cmd[0])
+	}
+	for _, arg := range cmd[1:] {
+		if !strings.HasPrefix(arg, "--") {
+			t.Errorf("argument %q is not a --flag", arg)
 		}
 	}
 }

@@ -20,5 +20,9 @@
 //
 // No rule has a wildcard in its verbs, resources or apiGroups
 // (deploy_test.go checks it). The end-to-end tests run the binary with
-// exactly these roles and check that its log has no "forbidden" line.
+// exactly these roles and check that its log has no "forbidden" line; they
+// run it with the Deployment's container command ([CCMCommand], with the
+// machine's paths and ports in place), and create the Deployment and the
+// Secret it mounts on the real kube-apiserver, which validates and admits
+// them.
 package deploy

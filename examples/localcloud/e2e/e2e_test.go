@@ -72,6 +72,9 @@ func newEnv(t *testing.T) *env {
 	if err := e.cloud.WriteCloudConfig(e.cloudConfig); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := stack.ApplyDeployment(ctx, e.admin, e.cloudConfig); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		for _, c := range e.ccms {
 			c.Stop()

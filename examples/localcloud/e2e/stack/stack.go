@@ -10,10 +10,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -120,7 +123,10 @@ type CCMOptions struct {
 }
 
 // StartCCM starts the CCM binary against cp as CCMUser (RBAC from the deploy
-// manifests applies), with cloudConfig, and waits for its /healthz.
+// manifests applies), with cloudConfig, and waits for its /healthz. Its
+// flags are the deploy manifest's container command (see
+// [deploy.CCMCommand]) with the paths, ports, credentials and
+// leader-election timings of this machine in place, then opts.Extra.
 func StartCCM(ctx context.Context, bin string, cp *ctrlplane.ControlPlane, dir, cloudConfig string, opts CCMOptions) (*CCM, error) {
 	name := opts.Name
 	if name == "" {
@@ -134,31 +140,35 @@ func StartCCM(ctx context.Context, bin string, cp *ctrlplane.ControlPlane, dir, 
 	if err := cp.WriteKubeconfig(kubeconfig, CCMUser); err != nil {
 		return nil, err
 	}
+	command, err := deploy.CCMCommand()
+	if err != nil {
+		return nil, err
+	}
 	var ccm *CCM
 	for attempt := 0; ; attempt++ {
 		port, err := FreePort()
 		if err != nil {
 			return nil, err
 		}
-		args := []string{
-			"--cloud-config=" + cloudConfig,
-			"--kubeconfig=" + kubeconfig,
-			"--authentication-kubeconfig=" + kubeconfig,
-			"--authorization-kubeconfig=" + kubeconfig,
-			"--cluster-name=" + cluster,
-			"--cluster-cidr=10.244.0.0/16",
-			"--allocate-node-cidrs",
-			"--use-service-account-credentials",
-			"--controllers=*,load-balancer-reaper",
-			"--secure-port=" + strconv.Itoa(port),
+		// The deploy manifest's command, with the flags that differ on
+		// this machine (paths, ports, credentials, shorter timings) in
+		// place of the manifest's, so that the flags an operator deploys
+		// are the ones tested.
+		args := mergeFlags(command[1:],
+			"--cloud-config="+cloudConfig,
+			"--kubeconfig="+kubeconfig,
+			"--authentication-kubeconfig="+kubeconfig,
+			"--authorization-kubeconfig="+kubeconfig,
+			"--cluster-name="+cluster,
+			"--secure-port="+strconv.Itoa(port),
 			"--bind-address=127.0.0.1",
 			"--route-reconciliation-period=2s",
 			"--leader-elect-lease-duration=4s",
 			"--leader-elect-renew-deadline=3s",
 			"--leader-elect-retry-period=1s",
 			"--v=2",
-		}
-		args = append(args, opts.Extra...)
+		)
+		args = mergeFlags(args, opts.Extra...)
 		p, err := StartProcess(name, bin, args, filepath.Join(dir, name+".log"))
 		if err != nil {
 			return nil, err
@@ -187,6 +197,21 @@ func StartCCM(ctx context.Context, bin string, cp *ctrlplane.ControlPlane, dir, 
 			return nil, err
 		}
 	}
+}
+
+// mergeFlags returns base with each of set in place of base's flag of the
+// same name (the text before "="), or appended when base has none.
+func mergeFlags(base []string, set ...string) []string {
+	out := slices.Clone(base)
+	name := func(arg string) string { n, _, _ := strings.Cut(arg, "="); return n }
+	for _, arg := range set {
+		if i := slices.IndexFunc(out, func(a string) bool { return name(a) == name(arg) }); i >= 0 {
+			out[i] = arg
+		} else {
+			out = append(out, arg)
+		}
+	}
+	return out
 }
 
 // BootstrapControllerBindings are kube-apiserver's bootstrap bindings of
@@ -251,6 +276,53 @@ func ApplyRBAC(ctx context.Context, admin kubernetes.Interface) error {
 		}
 	}
 	return nil
+}
+
+// ApplyDeployment creates the deploy manifest's Deployment with the admin
+// client, and the Secret its --cloud-config volume mounts, holding the
+// file cloudConfig: the API server validates and admits both as it would an
+// operator's. No kubelet runs its pods here (the tests run the same
+// command as a process, see [StartCCM]). It returns the Deployment as
+// stored; one that exists already is an error.
+func ApplyDeployment(ctx context.Context, admin kubernetes.Interface, cloudConfig string) (*appsv1.Deployment, error) {
+	d, err := deploy.Deployment()
+	if err != nil {
+		return nil, err
+	}
+	command, err := deploy.CCMCommand()
+	if err != nil {
+		return nil, err
+	}
+	var path string
+	for _, arg := range command {
+		if v, ok := strings.CutPrefix(arg, "--cloud-config="); ok {
+			path = v
+		}
+	}
+	var secret *corev1.Secret
+	for _, v := range d.Spec.Template.Spec.Volumes {
+		for _, m := range d.Spec.Template.Spec.Containers[0].VolumeMounts {
+			if v.Secret != nil && m.Name == v.Name && strings.HasPrefix(path, m.MountPath+"/") {
+				secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: v.Secret.SecretName, Namespace: d.Namespace}}
+			}
+		}
+	}
+	if secret == nil {
+		return nil, fmt.Errorf("deployment.yaml: --cloud-config=%s is in no Secret volume", path)
+	}
+	data, err := os.ReadFile(cloudConfig)
+	if err != nil {
+		return nil, err
+	}
+	secret.Data = map[string][]byte{filepath.Base(path): data}
+	if _, err := admin.CoreV1().Secrets(secret.Namespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("creating the Secret %s/%s: %w", secret.Namespace, secret.Name, err)
+	}
+	got, err := admin.AppsV1().Deployments(d.Namespace).Create(ctx, d, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("creating the Deployment %s/%s: %w", d.Namespace, d.Name, err)
+	}
+	return got, nil
 }
 
 // FakeNode is what a kubelet and kube-proxy would be for one Node: a TCP

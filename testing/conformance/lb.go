@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/ccmkit/ccmkit/cloudcall"
 	"github.com/ccmkit/ccmkit/lb"
@@ -87,6 +89,17 @@ var lbCases = []lbCase{
 			}
 			errs = append(errs, sameSpec("Find's result", spec, &got.Spec))
 			return errors.Join(errs...)
+		},
+	},
+	{
+		name: "active-has-ingress",
+		rule: "an Active load balancer found by its key has ingress a Service status can carry: at least one entry, each with a valid IP or a DNS-1123 hostname (an AWS-style cloud answers with a hostname only), no IP twice, an IPMode (when set) of VIP or Proxy",
+		check: func(ctx context.Context, r *lbRun) error {
+			got, err := r.createActive(ctx, r.newSpec())
+			if err != nil {
+				return err
+			}
+			return checkIngress(got)
 		},
 	},
 	{
@@ -422,6 +435,34 @@ var lbCases = []lbCase{
 			return r.classifiesAs(ctx, SDKFailure{StatusCode: 400}, cloudcall.ClassPermanent)
 		},
 	},
+}
+
+// checkIngress checks that l's ingress can be a Service's status.
+func checkIngress(l *lb.LoadBalancer) error {
+	if len(l.Ingress) == 0 {
+		return fmt.Errorf("Active load balancer %s has no ingress: the Service would stay pending", l.ID)
+	}
+	var errs []error
+	seen := map[netip.Addr]bool{}
+	for i, in := range l.Ingress {
+		switch {
+		case in.IP.IsValid() && seen[in.IP]:
+			errs = append(errs, fmt.Errorf("ingress %d: IP %s listed twice", i, in.IP))
+		case in.IP.IsValid():
+			seen[in.IP] = true
+		case in.Hostname == "":
+			errs = append(errs, fmt.Errorf("ingress %d has neither an IP nor a hostname", i))
+		}
+		if in.Hostname != "" {
+			if bad := validation.IsDNS1123Subdomain(in.Hostname); len(bad) > 0 {
+				errs = append(errs, fmt.Errorf("ingress %d: hostname %q: %s", i, in.Hostname, strings.Join(bad, "; ")))
+			}
+		}
+		if m := in.IPMode; m != "" && m != v1.LoadBalancerIPModeVIP && m != v1.LoadBalancerIPModeProxy {
+			errs = append(errs, fmt.Errorf("ingress %d: IPMode %q, want VIP or Proxy", i, m))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // conformanceOption is the provider option the suite's specs carry.

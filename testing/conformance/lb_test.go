@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	v1 "k8s.io/api/core/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/ccmkit/ccmkit/cloudcall"
@@ -132,6 +133,13 @@ func TestFakeCloudLoadBalancers(t *testing.T) {
 				LBProvisionTime:  3 * time.Second,
 				LBDeleteTime:     2 * time.Second,
 			})
+			return f
+		})
+	})
+	t.Run("hostnames", func(t *testing.T) {
+		// An AWS-style cloud: ingress is a DNS name, no address.
+		conformance.RunLoadBalancers(t, func(t *testing.T) conformance.LoadBalancersFixture {
+			f, _ := lbFixture(t, fakecloud.Options{LBHostnameSuffix: "elb.fake.example", LBProvisionPolls: 1})
 			return f
 		})
 	})
@@ -276,4 +284,31 @@ func TestLoadBalancersReportsStuckPending(t *testing.T) {
 	require.ErrorContains(t, conformance.TestLoadBalancers(t.Context(), f), "no Cluster")
 	f.Cluster, f.ForeignKey.Cluster = lbCluster, lbCluster
 	require.ErrorContains(t, conformance.TestLoadBalancers(t.Context(), f), "ForeignKey")
+}
+
+// A backend that reports an Active load balancer without usable ingress
+// (none, an entry with neither IP nor hostname, a bad hostname) is reported
+// by the ingress case only.
+func TestLoadBalancersReportsBadIngress(t *testing.T) {
+	for name, ingress := range map[string][]lb.Ingress{
+		"has no ingress":                   nil,
+		"has neither an IP nor a hostname": {{IPMode: v1.LoadBalancerIPModeVIP}},
+		`hostname "LB_1.example"`:          {{Hostname: "LB_1.example"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := brokenFixture(t, fakecloud.Options{}, func(good *armedLBs, b *brokenLBs) {
+				b.find = func(ctx context.Context, key lb.Key) (*lb.LoadBalancer, error) {
+					got, err := good.Find(ctx, key)
+					if got != nil {
+						got.Ingress = ingress
+					}
+					return got, err
+				}
+			})
+			err := conformance.TestLoadBalancers(t.Context(), f)
+			require.ErrorContains(t, err, "active-has-ingress")
+			require.ErrorContains(t, err, name)
+			require.NotContains(t, err.Error(), "create-then-find")
+		})
+	}
 }

@@ -55,6 +55,11 @@ type Options struct {
 	// LBIPMode is the IPMode of every load-balancer ingress address
 	// (default VIP).
 	LBIPMode v1.LoadBalancerIPMode
+	// LBHostnameSuffix, when set, makes the cloud answer with a DNS name
+	// instead of addresses, as an AWS ELB or NLB does: every load balancer's
+	// ingress is one hostname, "<name>.<suffix>", without an IP; a spec
+	// that requests Addresses is a permanent error.
+	LBHostnameSuffix string
 	// MaxLoadBalancers and MaxListeners are load-balancer quotas: load
 	// balancers in the cloud, listeners per load balancer (default 0:
 	// unlimited).

@@ -46,7 +46,8 @@
 //     ([Options.LBDeleteTime]);
 //   - addresses from its own ranges (203.0.113.0/24, 2001:db8::/64), one per
 //     IP family, or the requested ones, never one held twice; the ingress
-//     IPMode ([Options.LBIPMode]);
+//     IPMode ([Options.LBIPMode]); or, as an AWS ELB does, a hostname
+//     instead of addresses ([Options.LBHostnameSuffix]);
 //   - quotas ([Options.MaxLoadBalancers], [Options.MaxListeners]) as
 //     permanent errors;
 //   - Find and FindLegacy with the read lag, List from the current state

@@ -68,6 +68,7 @@ type lbState struct {
 	deleteTime     time.Duration
 	listLag        time.Duration
 	ipMode         v1.LoadBalancerIPMode
+	hostnames      string // Options.LBHostnameSuffix
 	maxLBs         int
 	maxListeners   int
 }
@@ -95,6 +96,7 @@ func newLBState(opts Options) *lbState {
 		rangeV6:        rangeV6,
 		nextV4:         rangeV4.Addr().Next(),
 		nextV6:         rangeV6.Addr().Next(),
+		hostnames:      opts.LBHostnameSuffix,
 		provisionPolls: max(opts.LBProvisionPolls, 0),
 		provisionTime:  max(opts.LBProvisionTime, 0),
 		deleteTime:     max(opts.LBDeleteTime, 0),
@@ -138,7 +140,9 @@ func (c *Cloud) LoadBalancers() *LBBackend { return &LBBackend{c: c} }
 //     load balancer holds; a spec with Addresses gets those, or a permanent
 //     error when another load balancer holds one. Ingress follows the
 //     spec's IPFamilies order, each with Options.LBIPMode (default VIP).
-//     Addresses are released when the load balancer is gone.
+//     Addresses are released when the load balancer is gone. With
+//     Options.LBHostnameSuffix the ingress is one hostname and no address,
+//     and a spec with Addresses is a permanent error.
 //   - Quotas (Options.MaxLoadBalancers, MaxListeners): exceeding one is a
 //     permanent error naming the quota.
 //   - Find and FindLegacy read with the cloud's read lag; List reads the
@@ -217,7 +221,7 @@ func (b *LBBackend) Create(ctx context.Context, spec *lb.Spec) (*lb.LoadBalancer
 			ID:      s.newID(),
 			Spec:    *spec.Clone(),
 			Status:  lb.StatusActive,
-			Ingress: s.ingress(addrs),
+			Ingress: s.ingress(spec.Name, addrs),
 		}}
 		s.hold(spec.Name, nil, addrs)
 		s.startProvisioning(e, now)
@@ -257,7 +261,7 @@ func (b *LBBackend) Update(ctx context.Context, cur *lb.LoadBalancer, spec *lb.S
 				return nil, err
 			}
 			s.hold(e.lb.Spec.Name, e.lb.Ingress, addrs)
-			next.lb.Ingress = s.ingress(addrs)
+			next.lb.Ingress = s.ingress(e.lb.Spec.Name, addrs)
 		} else {
 			next.lb.Ingress = slices.Clone(e.lb.Ingress)
 		}
@@ -442,7 +446,7 @@ func (c *Cloud) AddLoadBalancer(l lb.LoadBalancer) error {
 		if addrs, err = s.assign(name, &l.Spec, nil); err != nil {
 			return err
 		}
-		e.lb.Ingress = s.ingress(addrs)
+		e.lb.Ingress = s.ingress(name, addrs)
 	}
 	if e.lb.ID == "" {
 		e.lb.ID = s.newID()
@@ -708,6 +712,12 @@ func (s *lbState) checkListeners(spec *lb.Spec) error {
 // address of each family (on update) or a free one from the cloud's range.
 // It changes nothing but the range cursors.
 func (s *lbState) assign(name string, spec *lb.Spec, prev []lb.Ingress) ([]netip.Addr, error) {
+	if s.hostnames != "" {
+		if len(spec.Addresses) > 0 {
+			return nil, cloudcall.Permanent(fmt.Errorf("fakecloud: load balancer %q requests addresses %v, but this cloud assigns hostnames, not addresses", name, spec.Addresses))
+		}
+		return nil, nil
+	}
 	families := spec.IPFamilies
 	if len(families) == 0 {
 		families = []v1.IPFamily{v1.IPv4Protocol}
@@ -797,7 +807,12 @@ func (s *lbState) hold(name string, prev []lb.Ingress, next []netip.Addr) {
 	}
 }
 
-func (s *lbState) ingress(addrs []netip.Addr) []lb.Ingress {
+// ingress returns load balancer name's ingress: its addresses, or its
+// hostname when the cloud assigns hostnames.
+func (s *lbState) ingress(name string, addrs []netip.Addr) []lb.Ingress {
+	if s.hostnames != "" {
+		return []lb.Ingress{{Hostname: name + "." + s.hostnames}}
+	}
 	out := make([]lb.Ingress, len(addrs))
 	for i, a := range addrs {
 		out[i] = lb.Ingress{IP: a, IPMode: s.ipMode}

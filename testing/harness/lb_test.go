@@ -145,6 +145,32 @@ func TestServiceControllerWithLoadBalancers(t *testing.T) {
 	})
 }
 
+// A cloud that answers with DNS names (an AWS ELB) gives the Service a
+// hostname-only ingress, without an ipMode (the API refuses one without an
+// IP); a Service that requests an address there gets the cloud's error.
+func TestServiceControllerHostnameIngress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cloud := fakecloud.New(fakecloud.Options{LBHostnameSuffix: "elb.fake.example"})
+		p := lbProvider(t, cloud, lb.Options{}, cloudcall.BudgetOptions{})
+		h := harness.Start(t, harness.Options{Provider: p, Controllers: []string{harness.Service}})
+		h.CreateNode(t, initializedNode("node-1", "10.0.0.1"))
+		settleNodes()
+
+		h.CreateService(t, harness.NewLoadBalancerService("web", 80))
+		svc := h.WaitForIngress(t, "default", "web")
+		assert.Equal(t, []v1.LoadBalancerIngress{{Hostname: lb.Name(svc.UID) + ".elb.fake.example"}}, svc.Status.LoadBalancer.Ingress)
+
+		asks := harness.NewLoadBalancerService("fixed", 80)
+		asks.Annotations = map[string]string{lb.AnnotationIPs: "203.0.113.7"}
+		h.CreateService(t, asks)
+		e := h.WaitForEvent(t, "fixed", "SyncLoadBalancerFailed")
+		assert.Contains(t, e.Message, "assigns hostnames, not addresses")
+		synctest.Wait()
+		assert.Empty(t, h.Service(t, "default", "fixed").Status.LoadBalancer.Ingress)
+		assert.Len(t, cloud.LoadBalancerList(), 1, "no load balancer for the Service the cloud refused")
+	})
+}
+
 func TestServiceControllerPollsAPendingLoadBalancer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cloud := fakecloud.New(fakecloud.Options{LBProvisionTime: 20 * time.Second})

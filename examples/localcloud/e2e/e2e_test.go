@@ -282,6 +282,27 @@ func acquiredLine(lease string) string {
 	return `"Successfully acquired lease" lock="kube-system/` + lease + `"`
 }
 
+// sum adds the values of the series named name whose labels include
+// labels.
+func sum(series []stack.Series, name string, labels map[string]string) float64 {
+	var total float64
+	for _, s := range series {
+		if s.Name != name {
+			continue
+		}
+		match := true
+		for k, v := range labels {
+			if s.Labels[k] != v {
+				match = false
+			}
+		}
+		if match {
+			total += s.Value
+		}
+	}
+	return total
+}
+
 // consistently checks f every 100 ms for d (a bounded wait: the thing
 // checked is that nothing happens).
 func (e *env) consistently(d time.Duration, what string, f func() error) {
@@ -441,6 +462,46 @@ func TestEndToEnd(t *testing.T) {
 		}
 		if got := e.owned(first); len(got) != 1 {
 			t.Errorf("the cloud holds %d load balancers for %s, want 1", len(got), first.Name)
+		}
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		// As an operator's Prometheus scrapes it: authenticated and
+		// authorized through the API server, refused without a token.
+		if _, err := ccm.Scrape(ctx, "", "ccmkit_"); err == nil || !strings.Contains(err.Error(), "403 Forbidden") {
+			t.Errorf("an anonymous scrape: %v, want 403 Forbidden (system:anonymous is not authorized)", err)
+		}
+		token := e.cp.RESTConfig().BearerToken
+		var series []stack.Series
+		e.poll(10*time.Second, "ccmkit's metrics on ccm-a's /metrics", func() error {
+			var err error
+			if series, err = ccm.Scrape(ctx, token, "ccmkit_"); err != nil {
+				return err
+			}
+			if sum(series, "ccmkit_routes_table_routes", nil) != float64(len(nodes)) {
+				return fmt.Errorf("ccmkit_routes_table_routes is not %d yet", len(nodes))
+			}
+			return nil
+		})
+		t.Logf("figure: %d ccmkit_ series on ccm-a's /metrics", len(series))
+		for _, want := range []struct {
+			name   string
+			labels map[string]string
+			min    float64
+		}{
+			{"ccmkit_build_info", map[string]string{"provider": provider.Name}, 1},
+			{"ccmkit_cloud_calls_total", map[string]string{"block": "instances", "result": "ok"}, 1},
+			{"ccmkit_cloud_calls_total", map[string]string{"block": "lb", "result": "ok"}, 2},
+			{"ccmkit_cloud_calls_total", map[string]string{"block": "routes", "result": "ok"}, 1},
+			{"ccmkit_cloud_call_duration_seconds_count", map[string]string{"block": "lb"}, 2},
+			{"ccmkit_lb_writes_total", map[string]string{"kind": "create"}, 1},
+			{"ccmkit_lb_pool_addresses", map[string]string{"state": "used"}, 1},
+			{"ccmkit_instances_cache_requests_total", nil, 1},
+			{"ccmkit_routes_writes_total", map[string]string{"result": "ok"}, 1},
+		} {
+			if got := sum(series, want.name, want.labels); got < want.min {
+				t.Errorf("%s%v = %v, want at least %v", want.name, want.labels, got, want.min)
+			}
 		}
 	})
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -476,4 +477,79 @@ func Poll(ctx context.Context, timeout time.Duration, what string, f func() erro
 		case <-t.C:
 		}
 	}
+}
+
+// Series is one scraped metric sample: its name, labels and value.
+type Series struct {
+	Name   string
+	Labels map[string]string
+	Value  float64
+}
+
+// Scrape reads the CCM's /metrics as an operator's Prometheus would, with
+// cfg's bearer token (the CCM authenticates and authorizes it through the
+// API server; the CCM's self-signed serving certificate is not verified),
+// and returns the samples of the metrics whose names start with prefix. A
+// status other than 200 is an error naming it.
+func (c *CCM) Scrape(ctx context.Context, token, prefix string) ([]Series, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://127.0.0.1:%d/metrics", c.SecurePort), nil)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s /metrics: %s", c.Name, resp.Status)
+	}
+	return parseMetrics(string(body), prefix)
+}
+
+// parseMetrics parses the Prometheus text format's samples (name, optional
+// {labels}, value; no timestamps, as the CCM writes them).
+func parseMetrics(text, prefix string) ([]Series, error) {
+	var out []Series
+	for line := range strings.Lines(text) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") || !strings.HasPrefix(line, prefix) {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			return nil, fmt.Errorf("metrics line %q: no value", line)
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("metrics line %q: %w", line, err)
+		}
+		s := Series{Name: line[:i], Labels: map[string]string{}, Value: v}
+		if j := strings.IndexByte(s.Name, '{'); j >= 0 {
+			labels := strings.TrimSuffix(s.Name[j+1:], "}")
+			s.Name = s.Name[:j]
+			for labels != "" {
+				k, rest, ok := strings.Cut(labels, `="`)
+				if !ok {
+					return nil, fmt.Errorf("metrics line %q: bad labels", line)
+				}
+				val, after, ok := strings.Cut(rest, `"`)
+				if !ok {
+					return nil, fmt.Errorf("metrics line %q: bad labels", line)
+				}
+				s.Labels[k] = val
+				labels = strings.TrimPrefix(after, ",")
+			}
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }

@@ -21,10 +21,18 @@ test: controlplane
 # and no VCS stamp, so warm builds reuse the cache and relink nothing.
 CCMKIT_CTRLPLANE_BIN ?= $(CURDIR)/bin
 KUBE_VERSION   = $(shell cd tools/ctrlplane && $(GO) list -m -f '{{.Version}}' k8s.io/kubernetes)
-KUBE_SEMVER    = $(subst ., ,$(patsubst v%,%,$(KUBE_VERSION)))
-KUBE_LDFLAGS   = -s -w $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
-	-X $(p).gitVersion=$(KUBE_VERSION) -X $(p).gitMajor=$(word 1,$(KUBE_SEMVER)) \
-	-X $(p).gitMinor=$(word 2,$(KUBE_SEMVER)) -X $(p).gitTreeState=clean)
+# kube_stamp is the -X flags that stamp Kubernetes version $(1) (vX.Y.Z) into
+# component-base and client-go (the Version log line, kubernetes_build_info,
+# the User-Agent).
+kube_stamp     = $(foreach p,k8s.io/component-base/version k8s.io/client-go/pkg/version,\
+	-X $(p).gitVersion=$(1) -X $(p).gitMajor=$(word 1,$(subst ., ,$(patsubst v%,%,$(1)))) \
+	-X $(p).gitMinor=$(word 2,$(subst ., ,$(patsubst v%,%,$(1)))) -X $(p).gitTreeState=clean)
+KUBE_LDFLAGS   = -s -w $(call kube_stamp,$(KUBE_VERSION))
+# The example binaries carry the Kubernetes version of the libraries they
+# are built with (k8s.io/component-base v0.X.Y is Kubernetes v1.X.Y), as the
+# e2e tests' build does (examples/localcloud/e2e/stack); a provider would
+# stamp its release version.
+EXAMPLE_KUBE_VERSION = $(patsubst v0.%,v1.%,$(shell $(GO) list -m -f '{{.Version}}' k8s.io/component-base))
 
 controlplane:
 	@test -x $(CCMKIT_CTRLPLANE_BIN)/kube-apiserver -a -x $(CCMKIT_CTRLPLANE_BIN)/etcd || \
@@ -39,7 +47,7 @@ controlplane:
 # ends, fails or is interrupted (Ctrl-C).
 demo: controlplane
 	@echo "demo: building localcloud, localcloud-ccm and demo into $(CCMKIT_CTRLPLANE_BIN) (a cold build takes a few minutes, a warm one seconds)"
-	$(GO) build -v -o $(CCMKIT_CTRLPLANE_BIN)/ ./examples/localcloud/cmd/localcloud ./examples/localcloud/cmd/localcloud-ccm ./examples/localcloud/cmd/demo
+	$(GO) build -v -ldflags '$(call kube_stamp,$(EXAMPLE_KUBE_VERSION))' -o $(CCMKIT_CTRLPLANE_BIN)/ ./examples/localcloud/cmd/localcloud ./examples/localcloud/cmd/localcloud-ccm ./examples/localcloud/cmd/demo
 	$(CCMKIT_CTRLPLANE_BIN)/demo --bin-dir=$(CCMKIT_CTRLPLANE_BIN)
 
 vet:

@@ -19,6 +19,7 @@ import (
 	_ "k8s.io/component-base/metrics/prometheus/clientgo" // rest_client_* and leader_election_master_status, as upstream's main
 	_ "k8s.io/component-base/metrics/prometheus/version"  // kubernetes_build_info, as upstream's main
 	"k8s.io/component-base/term"
+	"k8s.io/component-base/version"
 	genericcontrollermanager "k8s.io/controller-manager/app"
 	"k8s.io/controller-manager/controller"
 	"k8s.io/klog/v2"
@@ -166,6 +167,9 @@ func run(cmd *cobra.Command, sp *spec, opts CommandOptions, versions string) err
 	cliflag.PrintFlags(cmd.Flags())
 	logger := klog.Background()
 	logger.Info("Starting", "command", cmd.Name(), "versions", versions)
+	if msg := unstampedWarning(version.Get().GitVersion); msg != "" {
+		klog.Warning(msg)
+	}
 
 	cfg, err := sp.complete(cmd.Flags(), true)
 	if err != nil {
@@ -304,6 +308,18 @@ func modVersions(providerVersion string) versions {
 const cloudProviderVersion = "v0.37.2"
 
 const ccmkitModule = "github.com/ccmkit/ccmkit"
+
+// unstampedWarning returns what to tell the operator when the binary has
+// no Kubernetes version stamp (gitVersion is component-base's default), or
+// "" when it has one. The stamp is a link-time variable only, so the
+// provider's build sets it.
+func unstampedWarning(gitVersion string) string {
+	if !strings.HasPrefix(gitVersion, "v0.0.0-master") {
+		return ""
+	}
+	return fmt.Sprintf("This binary has no Kubernetes version stamp: upstream's Version log line, the kubernetes_build_info metric and the API clients' User-Agent say %q. "+
+		"Build it with -ldflags '-X k8s.io/component-base/version.gitVersion=vX.Y.Z -X k8s.io/client-go/pkg/version.gitVersion=vX.Y.Z' (and gitMajor, gitMinor), as kube-controller-manager is built", gitVersion)
+}
 
 // versionInfo is what --version prints and the start log shows.
 func versionInfo(providerVersion string) string {

@@ -1,6 +1,7 @@
 package framework
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -32,5 +33,14 @@ func TestRegisterMetricsServesBuildInfoAndBlocks(t *testing.T) {
 	}
 	for _, want := range []string{"ccmkit_build_info", "kubernetes_build_info"} {
 		assert.True(t, names[want], "/metrics serves %s", want)
+	}
+}
+
+func TestUnstampedWarning(t *testing.T) {
+	if msg := unstampedWarning("v0.0.0-master+$Format:%H$"); !strings.Contains(msg, "k8s.io/component-base/version.gitVersion") {
+		t.Errorf("an unstamped binary: %q, want the -ldflags to set", msg)
+	}
+	if msg := unstampedWarning("v1.37.2"); msg != "" {
+		t.Errorf("a stamped binary: %q, want no warning", msg)
 	}
 }

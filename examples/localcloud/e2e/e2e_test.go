@@ -484,6 +484,17 @@ func TestEndToEnd(t *testing.T) {
 			return nil
 		})
 		t.Logf("figure: %d ccmkit_ series on ccm-a's /metrics", len(series))
+		// The build's Kubernetes version stamp (see stack.Build).
+		build, err := ccm.Scrape(ctx, token, "kubernetes_build_info")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(build) != 1 || !strings.HasPrefix(build[0].Labels["git_version"], "v1.") {
+			t.Errorf("kubernetes_build_info: %+v, want one series with git_version v1.*", build)
+		}
+		if strings.Contains(ccm.Log(), "no Kubernetes version stamp") {
+			t.Error("the CCM logs that it has no Kubernetes version stamp")
+		}
 		for _, want := range []struct {
 			name   string
 			labels map[string]string

@@ -53,6 +53,36 @@ func isRepoRoot(dir string) bool {
 	return false
 }
 
+// versionLDFlags returns the -ldflags that stamp the example's binaries
+// with the Kubernetes version of the libraries they are built with
+// (k8s.io/component-base v0.X.Y is Kubernetes v1.X.Y), as the Makefile's
+// demo target does: without it upstream's Version log line, the
+// kubernetes_build_info metric and the API clients' User-Agent say
+// v0.0.0-master. The version is read from the module at root.
+func versionLDFlags(ctx context.Context, root string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Version}}", "k8s.io/component-base")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go list -m k8s.io/component-base: %w", err)
+	}
+	return kubeLDFlags(strings.TrimSpace(string(out)))
+}
+
+// kubeLDFlags returns the -ldflags value for component-base version lib.
+func kubeLDFlags(lib string) (string, error) {
+	parts := strings.SplitN(strings.TrimPrefix(lib, "v"), ".", 3)
+	if len(parts) != 3 || parts[0] != "0" {
+		return "", fmt.Errorf("k8s.io/component-base %s: want v0.X.Y", lib)
+	}
+	kube := "v1." + parts[1] + "." + parts[2]
+	var flags []string
+	for _, p := range []string{"k8s.io/component-base/version", "k8s.io/client-go/pkg/version"} {
+		flags = append(flags, "-X", p+".gitVersion="+kube, "-X", p+".gitMajor=1", "-X", p+".gitMinor="+parts[1], "-X", p+".gitTreeState=clean")
+	}
+	return strings.Join(flags, " "), nil
+}
+
 // Build builds both binaries into dir with the go command on $PATH,
 // writing what it does to progress (nil: nowhere). A cold build compiles
 // the Kubernetes libraries and takes a few minutes on 2 cores; a warm one
@@ -68,7 +98,11 @@ func Build(ctx context.Context, dir string, progress io.Writer) (Binaries, error
 	out := Binaries{CCM: filepath.Join(dir, "localcloud-ccm"), Cloud: filepath.Join(dir, "localcloud")}
 	start := time.Now()
 	fmt.Fprintf(progress, "building localcloud and localcloud-ccm into %s (the first build compiles the Kubernetes libraries: a few minutes on 2 cores)\n", dir)
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator),
+	ldflags, err := versionLDFlags(ctx, root)
+	if err != nil {
+		return Binaries{}, err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-ldflags", ldflags, "-o", dir+string(filepath.Separator),
 		"./examples/localcloud/cmd/localcloud", "./examples/localcloud/cmd/localcloud-ccm")
 	cmd.Dir = root
 	var stderr strings.Builder

@@ -3,6 +3,7 @@ package stack
 import (
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -43,5 +44,20 @@ other_metric 7
 	}
 	if _, err := parseMetrics("ccmkit_x one\n", "ccmkit_"); err == nil {
 		t.Error("a value that is no number: no error")
+	}
+}
+
+func TestKubeLDFlags(t *testing.T) {
+	got, err := kubeLDFlags("v0.37.2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"-X k8s.io/component-base/version.gitVersion=v1.37.2", "-X k8s.io/client-go/pkg/version.gitMinor=37", "-X k8s.io/component-base/version.gitMajor=1"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("kubeLDFlags = %q, want it to contain %q", got, want)
+		}
+	}
+	if _, err := kubeLDFlags("v1.2.3"); err == nil {
+		t.Error("kubeLDFlags(v1.2.3): no error")
 	}
 }

@@ -440,7 +440,7 @@ var lbCases = []lbCase{
 // checkIngress checks that l's ingress can be a Service's status.
 func checkIngress(l *lb.LoadBalancer) error {
 	if len(l.Ingress) == 0 {
-		return fmt.Errorf("Active load balancer %s has no ingress: the Service would stay pending", l.ID)
+		return fmt.Errorf("the Active load balancer %s has no ingress: the Service would stay pending", l.ID)
 	}
 	var errs []error
 	seen := map[netip.Addr]bool{}

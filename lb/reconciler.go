@@ -44,6 +44,12 @@ type Options struct {
 	// trust a "not found" from Find: GetLoadBalancer and
 	// EnsureLoadBalancerDeleted return an error instead of reporting the
 	// load balancer gone, and EnsureLoadBalancer waits instead of creating.
+	// Within ReadLag of the Reconciler's start the same holds for Get and
+	// Delete (not Ensure: Create is idempotent on the name) of every
+	// Service it has not written (a previous manager may
+	// have created its load balancer just before a crash), so deletions
+	// right after a restart wait out the lag instead of dropping the
+	// finalizer of a load balancer the cloud still holds.
 	ReadLag time.Duration
 	// Pools, when set, allocates the address of every load balancer before
 	// the cloud creates it (for clouds whose addresses the provider picks).
@@ -275,9 +281,33 @@ func (r *Reconciler) mayHaveLegacy(svc *v1.Service) bool {
 	return len(svc.Status.LoadBalancer.Ingress) > 0 || svc.CreationTimestamp.Time.Before(r.started)
 }
 
-// absenceConfirmed returns nil unless a write of this Reconciler for uid is
-// recent enough that lagging reads could hide the load balancer.
+// absenceConfirmed returns nil unless a write for uid may be recent enough
+// that lagging reads could hide the load balancer: a write of this
+// Reconciler within ReadLag (see ownWriteHidden), or, for a Service it has
+// not written, one a previous manager made just before it stopped (any
+// time up to this Reconciler's start), so within ReadLag of the start.
+// Get and Delete use it: reporting "gone" too early drops the finalizer.
 func (r *Reconciler) absenceConfirmed(uid types.UID) error {
+	if err := r.ownWriteHidden(uid); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	_, wrote := r.lastWrite[uid]
+	r.mu.Unlock()
+	if wrote || r.opts.ReadLag == 0 {
+		return nil
+	}
+	if wait := r.started.Add(r.opts.ReadLag).Sub(r.clock.Now()); wait > 0 {
+		return fmt.Errorf("cannot confirm that the load balancer is gone: the cloud's reads lag its writes by up to %v, and a previous manager may have written it before this one started %v ago", r.opts.ReadLag, r.clock.Since(r.started).Round(time.Millisecond))
+	}
+	return nil
+}
+
+// ownWriteHidden returns an error when this Reconciler wrote uid's load
+// balancer within ReadLag, so that lagging reads could hide it. Ensure uses
+// it alone: a create after a previous manager's lost one is safe, since
+// Create is idempotent on the name.
+func (r *Reconciler) ownWriteHidden(uid types.UID) error {
 	r.mu.Lock()
 	at, ok := r.lastWrite[uid]
 	r.mu.Unlock()
@@ -343,7 +373,7 @@ func (r *Reconciler) EnsureLoadBalancer(ctx context.Context, clusterName string,
 		return nil, r.boundary(err, service)
 	}
 	if got == nil {
-		if err := r.absenceConfirmed(service.UID); err != nil {
+		if err := r.ownWriteHidden(service.UID); err != nil {
 			return nil, api.NewRetryError(fmt.Sprintf("load balancer %s was just written and the cloud does not show it yet; checking again in %v", want.Name, r.opts.PollInterval), r.opts.PollInterval)
 		}
 		got, err = r.create(ctx, service, want)

@@ -226,6 +226,43 @@ func TestCrashAfterCreateWithReadLagMakesOneLB(t *testing.T) {
 	assert.Equal(t, 2, f.cloud.Count(fakecloud.OpCreateLoadBalancer), "the second create found the first by name")
 }
 
+// TestDeleteAfterACrashWithReadLag: the manager crashes after the cloud
+// created the load balancer (the answer lost) and the Service is deleted
+// before the restarted manager's reads show it. The restarted Reconciler
+// has no memory of the write; within ReadLag of its start it does not
+// report the load balancer gone (which would drop the finalizer and leak
+// it), and once reads catch up it deletes it.
+func TestDeleteAfterACrashWithReadLag(t *testing.T) {
+	f := newFixture(t, fakecloud.Options{ReadLag: 10 * time.Second}, lb.Options{ReadLag: 10 * time.Second})
+	ctx := context.Background()
+	svc := lbService("web", "uid-1")
+	f.cloud.Inject(fakecloud.OpCreateLoadBalancer, fakecloud.Fault{Err: cloudcall.Transient(errors.New("connection reset")), After: true, Times: 1})
+	_, err := f.r.EnsureLoadBalancer(ctx, cluster, svc, nil)
+	require.Error(t, err)
+	require.Len(t, f.cloud.LoadBalancerList(), 1, "the cloud made it")
+
+	f.clock.Step(2 * time.Second)
+	fresh := f.restart(t, lb.Options{ReadLag: 10 * time.Second})
+	_, exists, err := fresh.GetLoadBalancer(ctx, cluster, svc)
+	require.ErrorContains(t, err, "a previous manager may have written it", "Get cannot confirm absence within the read lag of the start")
+	assert.False(t, exists)
+	err = fresh.EnsureLoadBalancerDeleted(ctx, cluster, svc)
+	require.ErrorContains(t, err, "cannot confirm that the load balancer is gone", "the finalizer stays")
+	assert.False(t, isRetry(err), "a plain error: upstream drops a RetryError on the deletion path")
+	assert.Len(t, f.cloud.LoadBalancerList(), 1)
+
+	f.clock.Step(10 * time.Second) // reads catch up; the lag since the start is over
+	err = fresh.EnsureLoadBalancerDeleted(ctx, cluster, svc)
+	require.ErrorContains(t, err, "being deleted", "deleted; lagging reads still show it")
+	assert.Empty(t, f.cloud.LoadBalancerList(), "the load balancer is deleted, not leaked")
+	f.clock.Step(10 * time.Second)
+	require.NoError(t, fresh.EnsureLoadBalancerDeleted(ctx, cluster, svc), "confirmed gone")
+
+	// A Service that never had a load balancer is confirmed gone once the
+	// start is ReadLag behind.
+	require.NoError(t, fresh.EnsureLoadBalancerDeleted(ctx, cluster, lbService("other", "uid-2")))
+}
+
 func TestForeignNameAndChangedClusterName(t *testing.T) {
 	f := newFixture(t, fakecloud.Options{}, lb.Options{})
 	ctx := context.Background()

@@ -876,11 +876,16 @@ func (c *chaos) flipType() bool {
 // providerID and Ready, as a kubelet started with --provider-id does.
 func (c *chaos) addNode() {
 	c.next++
-	nd := &chaosNode{name: fmt.Sprintf("node-%03d", c.next), id: fmt.Sprintf("i-%03d", c.next), added: time.Now(), inst: instRunning, ready: true}
+	nd := &chaosNode{name: fmt.Sprintf("node-%03d", c.next), id: fmt.Sprintf("i-%03d", c.next), inst: instRunning, ready: true}
 	if c.rng.IntN(10) == 0 {
 		nd.inst = instNone
 	}
 	c.nodeOp(fmt.Sprintf("add node %s (instance %s: %v)", nd.name, nd.id, nd.inst != instNone), func() {
+		// When the instance is made, not when the operation began: nodeOp
+		// first waits for in-flight load-balancer calls (up to a hung
+		// call's attempt timeout), and nodeNotReady keeps out of the read
+		// lag that follows this moment.
+		nd.added = time.Now()
 		if nd.inst != instNone {
 			ip := fmt.Sprintf("10.0.%d.%d", c.next/250, c.next%250+1)
 			must(c.t, c.cloud.AddInstance(fakecloud.NewInstance(nd.id, nd.name, ip)))

@@ -46,8 +46,10 @@
 //     an error naming it. Get and Delete ignore annotations, so deletion is
 //     never blocked by them.
 //   - Nothing is deleted that this cluster does not own, and GetLoadBalancer
-//     reports exists=false only when the backend says so and no recent write
-//     of this Reconciler (Options.ReadLag) could be hidden by lagging reads.
+//     and EnsureLoadBalancerDeleted report the load balancer gone only when
+//     the backend says so and no recent write (Options.ReadLag) could be
+//     hidden by lagging reads: this Reconciler's, or, within ReadLag of its
+//     start, a previous manager's whose answer a crash lost.
 //   - Operations on one Service are serialized (upstream runs
 //     UpdateLoadBalancer from its node worker concurrently with its service
 //     worker). cloudprovider.ImplementedElsewhere is returned unwrapped from

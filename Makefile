@@ -44,11 +44,12 @@ controlplane:
 # (cold: about 8 minutes), then the example's binaries and the demo (go build
 # -v lists each package it compiles: a cold build compiles the Kubernetes
 # libraries), then the demo itself, which removes what it started when it
-# ends, fails or is interrupted (Ctrl-C).
+# ends, fails or is interrupted (Ctrl-C). DEMO_FLAGS=-stay keeps it running
+# until Ctrl-C; DEMO_FLAGS=-keep keeps its logs.
 demo: controlplane
 	@echo "demo: building localcloud, localcloud-ccm and demo into $(CCMKIT_CTRLPLANE_BIN) (a cold build takes a few minutes, a warm one seconds)"
 	$(GO) build -v -ldflags '$(call kube_stamp,$(EXAMPLE_KUBE_VERSION))' -o $(CCMKIT_CTRLPLANE_BIN)/ ./examples/localcloud/cmd/localcloud ./examples/localcloud/cmd/localcloud-ccm ./examples/localcloud/cmd/demo
-	$(CCMKIT_CTRLPLANE_BIN)/demo --bin-dir=$(CCMKIT_CTRLPLANE_BIN)
+	$(CCMKIT_CTRLPLANE_BIN)/demo --bin-dir=$(CCMKIT_CTRLPLANE_BIN) $(DEMO_FLAGS)
 
 vet:
 	$(GO) vet ./...

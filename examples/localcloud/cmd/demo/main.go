@@ -11,6 +11,8 @@
 //
 // --bin-dir holds localcloud and localcloud-ccm (built first when missing)
 // and the control plane's etcd and kube-apiserver (`make controlplane`).
+// --stay keeps everything running after the walk-through, for kubectl and
+// /metrics, until Ctrl-C; --keep keeps the logs and the cloud's state file.
 package main
 
 import (
@@ -41,11 +43,12 @@ import (
 func main() {
 	binDir := flag.String("bin-dir", "bin", "directory of localcloud, localcloud-ccm, etcd and kube-apiserver")
 	keep := flag.Bool("keep", false, "keep the working directory (logs, state file) instead of removing it")
+	stay := flag.Bool("stay", false, "after the walk-through, keep the control plane, the local cloud, the CCM and the Nodes running until Ctrl-C, and print how to reach them (kubectl, /metrics)")
 	flag.Parse()
 	klog.SetOutput(discard{}) // ctrlplane's start-up notes; the demo narrates
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *binDir, *keep); err != nil {
+	if err := run(ctx, *binDir, *keep, *stay); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
@@ -61,7 +64,7 @@ func say(format string, args ...any) {
 	fmt.Printf("[%5.1fs] %s\n", time.Since(t0).Seconds(), fmt.Sprintf(format, args...))
 }
 
-func run(ctx context.Context, binDir string, keep bool) (err error) {
+func run(ctx context.Context, binDir string, keep, stay bool) (err error) {
 	binDir, err = filepath.Abs(binDir)
 	if err != nil {
 		return err
@@ -243,6 +246,14 @@ func run(ctx context.Context, binDir string, keep bool) (err error) {
 		return fmt.Errorf("the CCM's log has %d forbidden lines: see %s", n, ccm.LogPath)
 	}
 	say("done: nodes initialized, pod CIDRs and routes, a load balancer that served traffic and was cleaned up; no RBAC denial in the CCM's log")
+	if stay {
+		say("staying up until Ctrl-C; try, from another shell:")
+		fmt.Printf("    kubectl --kubeconfig %s get nodes -o wide\n", cp.Kubeconfig())
+		fmt.Printf("    kubectl --kubeconfig %s create service loadbalancer web --tcp=80:8080   # then: get svc web -w\n", cp.Kubeconfig())
+		fmt.Printf("    curl -sk -H 'Authorization: Bearer %s' https://127.0.0.1:%d/metrics | grep ^ccmkit_\n", cp.RESTConfig().BearerToken, ccm.SecurePort)
+		fmt.Printf("    tail -f %s   # the CCM's log\n", ccm.LogPath)
+		<-ctx.Done()
+	}
 	return nil
 }
 

@@ -35,7 +35,9 @@ type CacheOptions struct {
 	// InstancesV2.InstanceExists does not report the instance of a Node
 	// created less than ReadLag ago as missing: it returns an error, which
 	// makes the node-lifecycle controller keep the Node, since a lookup made
-	// that soon after the instance's creation may not see it yet.
+	// that soon after the instance's creation may not see it yet. The
+	// Node's age counts from its creationTimestamp, which the API server
+	// truncates to the second, so the window is ReadLag plus one second.
 	ReadLag time.Duration
 	// DisableList makes the cache look keys up one by one even when the
 	// Source implements Lister.

@@ -67,7 +67,9 @@ func (a *InstancesV2) InstanceExists(ctx context.Context, node *v1.Node) (bool, 
 	switch {
 	case isNotFound(err):
 		if lag := a.cache.opts.ReadLag; lag > 0 {
-			if age := a.cache.clock.Since(node.CreationTimestamp.Time); age < lag {
+			// The API server stores creationTimestamp in whole seconds:
+			// the Node may be up to a second younger than it says.
+			if age := a.cache.clock.Since(node.CreationTimestamp.Time); age < lag+time.Second {
 				return false, fmt.Errorf("instance of node %q not found, but the node is %v old and the cloud's reads lag its writes by up to %v: not reporting it gone yet (%v)", node.Name, age.Round(time.Millisecond), lag, err)
 			}
 		}

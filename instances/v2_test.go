@@ -182,6 +182,19 @@ func TestInstanceExistsWaitsOutTheReadLagForNewNodes(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, exists)
 
+	// The API server truncates creationTimestamp to the second: a Node
+	// created at 1009.9 s says 1009 s, and at 1012.5 s (2.6 s old, within
+	// the 3 s lag) it must not be reported gone although its timestamp is
+	// 3.5 s old.
+	clock.SetTime(time.Unix(1009, 900_000_000))
+	require.NoError(t, cloud.AddInstance(fakecloud.NewInstance("i-young", "node-young", "10.0.0.10")))
+	young := node("node-young", "fake://i-young")
+	young.CreationTimestamp = metav1.NewTime(clock.Now()).Rfc3339Copy()
+	clock.SetTime(time.Unix(1012, 500_000_000))
+	exists, err = v2.InstanceExists(t.Context(), young)
+	require.ErrorContains(t, err, "not reporting it gone yet", "a truncated timestamp makes the Node look older than it is")
+	assert.False(t, exists)
+
 	old := node("node-gone", "fake://i-gone")
 	old.CreationTimestamp = metav1.NewTime(clock.Now().Add(-time.Hour))
 	exists, err = v2.InstanceExists(t.Context(), old)

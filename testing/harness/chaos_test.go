@@ -341,6 +341,11 @@ type chaos struct {
 
 	h    *harness.Harness
 	gate *serviceGate
+	// lagAware (odd seeds) gives the instances cache the cloud's read lag
+	// (instances.CacheOptions.ReadLag), so the driver may mark a Node
+	// NotReady at any age; even seeds run the default and keep out of the
+	// lag after a Node's creation (see nodeNotReady).
+	lagAware bool
 
 	nodes     map[string]*chaosNode
 	services  map[string]*chaosService
@@ -366,6 +371,7 @@ func runChaos(t *testing.T, seed uint64, n int) {
 		nodes:    map[string]*chaosNode{},
 		services: map[string]*chaosService{},
 		ops:      map[string]int{},
+		lagAware: seed%2 == 1,
 	}
 	c.table = c.cloud.NewRouteTable(fakecloud.RouteTableOptions{StoreAddresses: true})
 	t.Cleanup(func() {
@@ -477,6 +483,15 @@ func must(t *testing.T, err error) {
 // startProvider builds a new provider from fresh in-memory state (instance
 // cache, load-balancer reconciler and address pools, routes block, budget)
 // over the same cloud and API, and starts every controller with it.
+// cacheOptions are the instances cache's options: the cloud's read lag
+// when the run is lagAware.
+func (c *chaos) cacheOptions() instances.CacheOptions {
+	if c.lagAware {
+		return instances.CacheOptions{ReadLag: chaosReadLag}
+	}
+	return instances.CacheOptions{}
+}
+
 func (c *chaos) startProvider() {
 	pools, err := ipam.NewLBAllocator(
 		ipam.Pool{Name: "public", Ranges: []ipam.Range{publicRange}},
@@ -487,7 +502,7 @@ func (c *chaos) startProvider() {
 	jitter := rand.New(rand.NewPCG(c.seed, uint64(c.restarts)))
 	budget.Rand = jitter.Float64 // the budget serializes calls to Rand
 	p, err := framework.NewBuilder("fake").
-		WithInstances(c.cloud.Instances(), instances.CacheOptions{}).
+		WithInstances(c.cloud.Instances(), c.cacheOptions()).
 		WithLoadBalancers(c.cloud.LoadBalancers(), lb.Options{Annotations: providerAnnotations, Pools: pools, ReadLag: chaosReadLag}).
 		WithRoutes(c.table.Batch(), routes.Options{}).
 		WithBudget(budget).
@@ -628,7 +643,7 @@ func (c *chaos) injectFaults() {
 			c.faultsOff = append(c.faultsOff, c.cloud.Inject(op, f))
 		}
 	}
-	c.logf("faults on: 14%% errors, 8%% 429 (Retry-After 2s), 2%% hangs, 10%% +2s latency on every operation; read lag %s", chaosReadLag)
+	c.logf("faults on: 14%% errors, 8%% 429 (Retry-After 2s), 2%% hangs, 10%% +2s latency on every operation; read lag %s (instances cache told: %v)", chaosReadLag, c.lagAware)
 }
 
 // step runs one random operation.
@@ -898,6 +913,12 @@ func (c *chaos) addNode() {
 		}
 		c.nodes[nd.name] = nd
 	})
+	if c.lagAware && nd.inst != instNone && c.rng.IntN(4) == 0 {
+		// A kubelet that dies at once, within the cloud's read lag of its
+		// instance's creation: the cache's ReadLag keeps the Node.
+		c.logf("node %s NotReady at once (within the read lag)", nd.name)
+		c.setReady(nd, false)
+	}
 }
 
 func (c *chaos) addNodeOp() bool {
@@ -955,12 +976,14 @@ func (c *chaos) setReady(nd *chaosNode, ready bool) {
 }
 
 // nodeNotReady marks a Node NotReady, as a kubelet that stopped reporting.
-// Not within the cloud's read lag of the Node's creation: an instance that
-// reads do not show yet is "missing" to every lookup, and the lifecycle
-// controller would delete the Node (a limit of eventually consistent clouds
-// that confirming a missing instance, as InstanceExists does, cannot lift).
+// Unless the run is lagAware, not within the cloud's read lag of the Node's
+// creation: an instance that reads do not show yet is "missing" to every
+// lookup, and the lifecycle controller would delete the Node (a limit of
+// eventually consistent clouds that instances.CacheOptions.ReadLag lifts).
 func (c *chaos) nodeNotReady() bool {
-	nd, ok := pick(c, c.sortedNodes(), func(n *chaosNode) bool { return n.ready && time.Since(n.added) > 2*chaosReadLag })
+	nd, ok := pick(c, c.sortedNodes(), func(n *chaosNode) bool {
+		return n.ready && (c.lagAware || time.Since(n.added) > 2*chaosReadLag)
+	})
 	if !ok {
 		return false
 	}

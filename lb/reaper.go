@@ -205,7 +205,7 @@ func (p *Reaper) reap(ctx context.Context, lb *LoadBalancer) error {
 		}
 		return err
 	})
-	p.r.wrote(uid, "delete")
+	p.r.wrote(uid, "delete", nil)
 	if err != nil {
 		p.event(lb, v1.EventTypeWarning, "DeleteOrphanedLoadBalancerFailed", "Deleting orphaned load balancer %s (%s) failed: %v", lb.Spec.Name, lb.ID, err)
 		return fmt.Errorf("deleting orphaned load balancer %s (%s): %w", lb.Spec.Name, lb.ID, err)

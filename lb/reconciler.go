@@ -80,7 +80,7 @@ type Reconciler struct {
 	recorder  record.EventRecorder
 	services  corelisters.ServiceLister
 	synced    cache.InformerSynced
-	lastWrite map[types.UID]time.Time
+	lastWrite map[types.UID]writeRecord
 	pending   map[types.UID]bool
 	started   time.Time // when NewReconciler ran, for mayHaveLegacy
 	// restoring holds a token across the cloud list of a pool restore
@@ -128,7 +128,7 @@ func NewReconciler(backend Backend, opts Options) (*Reconciler, error) {
 		clock:     opts.Clock,
 		m:         newLBMetrics(),
 		recorder:  opts.Recorder,
-		lastWrite: map[types.UID]time.Time{},
+		lastWrite: map[types.UID]writeRecord{},
 		pending:   map[types.UID]bool{},
 		restoring: make(chan struct{}, 1),
 		started:   opts.Clock.Now(),
@@ -309,8 +309,9 @@ func (r *Reconciler) absenceConfirmed(uid types.UID) error {
 // Create is idempotent on the name.
 func (r *Reconciler) ownWriteHidden(uid types.UID) error {
 	r.mu.Lock()
-	at, ok := r.lastWrite[uid]
+	w, ok := r.lastWrite[uid]
 	r.mu.Unlock()
+	at := w.at
 	if !ok || r.opts.ReadLag == 0 {
 		return nil
 	}
@@ -320,11 +321,47 @@ func (r *Reconciler) ownWriteHidden(uid types.UID) error {
 	return nil
 }
 
-func (r *Reconciler) wrote(uid types.UID, kind string) {
+// writeRecord is this Reconciler's last cloud write for a Service.
+type writeRecord struct {
+	at time.Time
+	// spec is the load balancer's spec as the write left it (the backend's
+	// answer), nil when that is unknown: a write that failed or timed out
+	// (it may have happened), or a deletion.
+	spec *Spec
+}
+
+// wrote records a cloud write for uid: done is the load balancer the
+// backend returned, nil when the write failed or deleted it.
+func (r *Reconciler) wrote(uid types.UID, kind string, done *LoadBalancer) {
 	r.m.writes.WithLabelValues(kind).Inc()
+	w := writeRecord{at: r.clock.Now()}
+	if done != nil {
+		w.spec = done.Spec.Clone()
+	}
 	r.mu.Lock()
-	r.lastWrite[uid] = r.clock.Now()
+	r.lastWrite[uid] = w
 	r.mu.Unlock()
+}
+
+// observedSpec returns the spec to compare a desired one against, for a
+// load balancer Find observed as seen: seen itself, unless this Reconciler
+// wrote it within ReadLag, when the read may predate the write. Then it is
+// the spec that write left, or, when that is unknown, trusted is false
+// and the caller writes anyway (writes are idempotent).
+func (r *Reconciler) observedSpec(uid types.UID, seen *Spec) (spec *Spec, trusted bool) {
+	if r.opts.ReadLag == 0 {
+		return seen, true
+	}
+	r.mu.Lock()
+	w, ok := r.lastWrite[uid]
+	r.mu.Unlock()
+	if !ok || r.clock.Since(w.at) >= r.opts.ReadLag {
+		return seen, true
+	}
+	if w.spec == nil {
+		return nil, false
+	}
+	return w.spec, true
 }
 
 func (r *Reconciler) setPending(uid types.UID, p bool) {
@@ -427,12 +464,12 @@ func (r *Reconciler) create(ctx context.Context, svc *v1.Service, want *Spec) (*
 	case err != nil:
 		// The create may have happened (a crash point, a timeout): note the
 		// write so that lagging reads are not trusted.
-		r.wrote(svc.UID, "create")
+		r.wrote(svc.UID, "create", nil)
 		return nil, r.boundary(err, svc)
 	case got == nil:
 		return nil, fmt.Errorf("backend Create(%s) returned neither a load balancer nor an error", want.Name)
 	}
-	r.wrote(svc.UID, "create")
+	r.wrote(svc.UID, "create", got)
 	logger(ctx).V(2).Info("Created load balancer", "service", ref(svc), "loadBalancer", want.Name, "id", got.ID)
 	return got, nil
 }
@@ -484,7 +521,9 @@ func (r *Reconciler) converge(ctx context.Context, svc *v1.Service, got *LoadBal
 		r.setPending(svc.UID, true)
 		return nil, api.NewRetryError(fmt.Sprintf("load balancer %s is being deleted by the cloud; it will be re-created once it is gone, checking again in %v", got.Spec.Name, r.opts.PollInterval), r.opts.PollInterval)
 	}
-	if got.Status == StatusActive && got.Spec.Equal(want) {
+	// Within ReadLag of a write of ours, Find may show the load balancer as
+	// it was before: compare with what that write left.
+	if base, trusted := r.observedSpec(svc.UID, &got.Spec); got.Status == StatusActive && trusted && base.Equal(want) {
 		r.setPending(svc.UID, false)
 		return r.status(got, svc), nil
 	}
@@ -499,13 +538,14 @@ func (r *Reconciler) converge(ctx context.Context, svc *v1.Service, got *LoadBal
 		return err
 	})
 	if err != nil {
-		r.wrote(svc.UID, kind)
+		r.wrote(svc.UID, kind, nil)
 		return nil, r.boundary(err, svc)
 	}
 	if next == nil {
+		r.wrote(svc.UID, kind, nil)
 		return nil, fmt.Errorf("backend Update(%s) returned neither a load balancer nor an error", got.ID)
 	}
-	r.wrote(svc.UID, kind)
+	r.wrote(svc.UID, kind, next)
 	if kind == "adopt" {
 		r.event(svc, v1.EventTypeNormal, "AdoptedLoadBalancer", "Adopted load balancer %s (%s) made by the previous cloud controller manager", got.Spec.Name, got.ID)
 	}
@@ -583,7 +623,10 @@ func (r *Reconciler) UpdateLoadBalancer(ctx context.Context, clusterName string,
 		return nil // the Service is going away
 	}
 	want := targets(nodes)
-	if targetsEqual(got.Spec.Targets, want) {
+	// Within ReadLag of a write of ours, Find may show the load balancer as
+	// it was before: compare with (and build on) what that write left.
+	base, trusted := r.observedSpec(service.UID, &got.Spec)
+	if trusted && targetsEqual(base.Targets, want) {
 		return nil
 	}
 	if got.Status == StatusPending || got.Spec.Key.IsZero() {
@@ -600,16 +643,21 @@ func (r *Reconciler) UpdateLoadBalancer(ctx context.Context, clusterName string,
 			next, err = tu.UpdateTargets(ctx, got.Clone(), slices.Clone(want))
 			return err
 		})
-		r.wrote(service.UID, "update_targets")
+		r.wrote(service.UID, "update_targets", next)
 	} else {
-		spec := got.Spec.Clone()
+		if !trusted {
+			// A whole-spec Update built on a read that may predate our
+			// last write would undo it.
+			return fmt.Errorf("updating the targets of %s: a recent write to load balancer %s is not visible yet; the next EnsureLoadBalancer sets them", ref(service), got.Spec.Name)
+		}
+		spec := base.Clone()
 		spec.Targets = want
 		err = r.opts.Budget.Do(ctx, cloudcall.Write(BlockName, OpUpdate), func(ctx context.Context) error {
 			var err error
 			next, err = r.backend.Update(ctx, got.Clone(), spec)
 			return err
 		})
-		r.wrote(service.UID, "update")
+		r.wrote(service.UID, "update", next)
 	}
 	if errors.Is(err, cloudprovider.ImplementedElsewhere) {
 		return cloudprovider.ImplementedElsewhere
@@ -661,7 +709,7 @@ func (r *Reconciler) EnsureLoadBalancerDeleted(ctx context.Context, clusterName 
 		}
 		return err
 	})
-	r.wrote(service.UID, "delete")
+	r.wrote(service.UID, "delete", nil)
 	if errors.Is(err, cloudprovider.ImplementedElsewhere) {
 		return cloudprovider.ImplementedElsewhere
 	}

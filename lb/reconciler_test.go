@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -261,6 +262,50 @@ func TestDeleteAfterACrashWithReadLag(t *testing.T) {
 	// A Service that never had a load balancer is confirmed gone once the
 	// start is ReadLag behind.
 	require.NoError(t, fresh.EnsureLoadBalancerDeleted(ctx, cluster, lbService("other", "uid-2")))
+}
+
+// TestWritesWithinTheReadLagAreNotUndone: a write and, within the cloud's
+// read lag, a second call whose Find still shows the load balancer as it
+// was before the write. Comparing with that stale view would skip the
+// second write (the desired spec equals the old one), and the first one's
+// targets would stay for good (found by the chaos test: a deleted Node
+// stayed a target).
+func TestWritesWithinTheReadLagAreNotUndone(t *testing.T) {
+	f := newFixture(t, fakecloud.Options{ReadLag: 10 * time.Second}, lb.Options{ReadLag: 10 * time.Second})
+	ctx := context.Background()
+	svc := lbService("web", "uid-1")
+	two := []*v1.Node{node("n1"), node("n2")}
+	three := append(slices.Clone(two), node("n3"))
+	targets := func() int {
+		got, ok := f.cloud.LoadBalancer(lb.Name(svc.UID))
+		require.True(t, ok)
+		return len(got.Spec.Targets)
+	}
+	_, err := f.r.EnsureLoadBalancer(ctx, cluster, svc, two)
+	require.NoError(t, err)
+	f.clock.Step(20 * time.Second)
+
+	// Ensure adds n3; Update, within the lag, removes it again.
+	_, err = f.r.EnsureLoadBalancer(ctx, cluster, svc, three)
+	require.NoError(t, err)
+	require.Equal(t, 3, targets())
+	require.NoError(t, f.r.UpdateLoadBalancer(ctx, cluster, svc, two))
+	assert.Equal(t, 2, targets(), "Update compares with what the Ensure wrote, not with the lagging read")
+	f.clock.Step(20 * time.Second)
+
+	// Update adds n3; Ensure, within the lag, removes it again.
+	require.NoError(t, f.r.UpdateLoadBalancer(ctx, cluster, svc, three))
+	require.Equal(t, 3, targets())
+	_, err = f.r.EnsureLoadBalancer(ctx, cluster, svc, two)
+	require.NoError(t, err)
+	assert.Equal(t, 2, targets(), "Ensure compares with what the Update wrote, not with the lagging read")
+
+	// And an unchanged call within the lag still writes nothing.
+	f.cloud.ResetCalls()
+	_, err = f.r.EnsureLoadBalancer(ctx, cluster, svc, two)
+	require.NoError(t, err)
+	require.NoError(t, f.r.UpdateLoadBalancer(ctx, cluster, svc, two))
+	assert.Equal(t, 0, f.writes(), "what the last write left is what is wanted: no write")
 }
 
 func TestForeignNameAndChangedClusterName(t *testing.T) {

@@ -49,7 +49,9 @@
 //     and EnsureLoadBalancerDeleted report the load balancer gone only when
 //     the backend says so and no recent write (Options.ReadLag) could be
 //     hidden by lagging reads: this Reconciler's, or, within ReadLag of its
-//     start, a previous manager's whose answer a crash lost.
+//     start, a previous manager's whose answer a crash lost. Within ReadLag
+//     of its own write, Ensure and Update compare with what that write left,
+//     not with a read that may predate it.
 //   - Operations on one Service are serialized (upstream runs
 //     UpdateLoadBalancer from its node worker concurrently with its service
 //     worker). cloudprovider.ImplementedElsewhere is returned unwrapped from

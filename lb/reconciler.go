@@ -40,16 +40,20 @@ type Options struct {
 	// load balancer the cloud is still provisioning (default 5s).
 	PollInterval time.Duration
 	// ReadLag is how long the cloud's reads may lag its writes (default 0).
-	// Within ReadLag of its own write for a Service, the Reconciler does not
-	// trust a "not found" from Find: GetLoadBalancer and
-	// EnsureLoadBalancerDeleted return an error instead of reporting the
-	// load balancer gone, and EnsureLoadBalancer waits instead of creating.
-	// Within ReadLag of the Reconciler's start the same holds for Get and
-	// Delete (not Ensure: Create is idempotent on the name) of every
-	// Service it has not written (a previous manager may
-	// have created its load balancer just before a crash), so deletions
-	// right after a restart wait out the lag instead of dropping the
-	// finalizer of a load balancer the cloud still holds.
+	// Within ReadLag of its own write for a Service, the Reconciler does
+	// not trust Find:
+	//   - a "not found": GetLoadBalancer and EnsureLoadBalancerDeleted
+	//     return an error instead of reporting the load balancer gone, and
+	//     EnsureLoadBalancer waits instead of creating;
+	//   - the spec Find shows: Ensure and Update compare the desired spec
+	//     with what that write left (the backend's answer), so a read that
+	//     predates the write does not make them skip a needed write.
+	// Within ReadLag of the Reconciler's start, Get and Delete (not
+	// Ensure: Create is idempotent on the name) of every Service it has not
+	// written do not trust a "not found" either: a previous manager may
+	// have created the load balancer just before a crash, so deletions right
+	// after a restart wait out the lag instead of dropping the finalizer of
+	// a load balancer the cloud still holds.
 	ReadLag time.Duration
 	// Pools, when set, allocates the address of every load balancer before
 	// the cloud creates it (for clouds whose addresses the provider picks).

@@ -202,19 +202,27 @@ func isRetry(err error) bool {
 	return errors.As(err, &re)
 }
 
+// lostCreate returns a fixture whose cloud (reads lagging 10 s, and the
+// Reconciler told so) created the Service's load balancer in an
+// EnsureLoadBalancer that failed: the create's answer was lost.
+func lostCreate(t *testing.T) (*fixture, *v1.Service) {
+	t.Helper()
+	f := newFixture(t, fakecloud.Options{ReadLag: 10 * time.Second}, lb.Options{ReadLag: 10 * time.Second})
+	svc := lbService("web", "uid-1")
+	f.cloud.Inject(fakecloud.OpCreateLoadBalancer, fakecloud.Fault{Err: cloudcall.Transient(errors.New("connection reset")), After: true, Times: 1})
+	_, err := f.r.EnsureLoadBalancer(context.Background(), cluster, svc, nil)
+	require.Error(t, err)
+	return f, svc
+}
+
 // TestCrashAfterCreateWithReadLagMakesOneLB: the cloud creates the load
 // balancer and the answer is lost; its reads lag. A retry, and a restarted
 // manager with no memory, still end with one load balancer.
 func TestCrashAfterCreateWithReadLagMakesOneLB(t *testing.T) {
-	f := newFixture(t, fakecloud.Options{ReadLag: 10 * time.Second}, lb.Options{ReadLag: 10 * time.Second})
+	f, svc := lostCreate(t)
 	ctx := context.Background()
-	svc := lbService("web", "uid-1")
-	f.cloud.Inject(fakecloud.OpCreateLoadBalancer, fakecloud.Fault{Err: cloudcall.Transient(errors.New("connection reset")), After: true, Times: 1})
-
-	_, err := f.r.EnsureLoadBalancer(ctx, cluster, svc, nil)
-	require.Error(t, err)
 	// Within the read lag the Reconciler does not trust "not found".
-	_, err = f.r.EnsureLoadBalancer(ctx, cluster, svc, nil)
+	_, err := f.r.EnsureLoadBalancer(ctx, cluster, svc, nil)
 	retryAfter(t, err)
 	_, _, err = f.r.GetLoadBalancer(ctx, cluster, svc)
 	require.Error(t, err, "Get cannot confirm absence within the read lag")
@@ -234,12 +242,8 @@ func TestCrashAfterCreateWithReadLagMakesOneLB(t *testing.T) {
 // report the load balancer gone (which would drop the finalizer and leak
 // it), and once reads catch up it deletes it.
 func TestDeleteAfterACrashWithReadLag(t *testing.T) {
-	f := newFixture(t, fakecloud.Options{ReadLag: 10 * time.Second}, lb.Options{ReadLag: 10 * time.Second})
+	f, svc := lostCreate(t)
 	ctx := context.Background()
-	svc := lbService("web", "uid-1")
-	f.cloud.Inject(fakecloud.OpCreateLoadBalancer, fakecloud.Fault{Err: cloudcall.Transient(errors.New("connection reset")), After: true, Times: 1})
-	_, err := f.r.EnsureLoadBalancer(ctx, cluster, svc, nil)
-	require.Error(t, err)
 	require.Len(t, f.cloud.LoadBalancerList(), 1, "the cloud made it")
 
 	f.clock.Step(2 * time.Second)

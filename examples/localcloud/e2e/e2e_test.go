@@ -640,6 +640,54 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("bad-annotation", func(t *testing.T) {
+		// As an operator sees it in kubectl describe: a Warning Event
+		// naming the annotation and what it allows, recorded by the CCM
+		// through the deploy RBAC, and no cloud write; fixing the value
+		// makes the load balancer.
+		bad := e.service("bad-annotation", 6, map[string]string{provider.AnnotationHealthCheckProtocol: "udp"})
+		var msg string
+		e.poll(30*time.Second, "an InvalidAnnotation Event on "+bad.Name, func() error {
+			list, err := e.admin.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{
+				FieldSelector: "involvedObject.name=" + bad.Name + ",reason=InvalidAnnotation",
+			})
+			if err != nil {
+				return err
+			}
+			if len(list.Items) == 0 {
+				return fmt.Errorf("no InvalidAnnotation Event yet")
+			}
+			if list.Items[0].Type != corev1.EventTypeWarning {
+				return stack.Permanent(fmt.Errorf("InvalidAnnotation Event of type %s, want Warning", list.Items[0].Type))
+			}
+			msg = list.Items[0].Message
+			return nil
+		})
+		for _, want := range []string{provider.AnnotationHealthCheckProtocol, `"udp"`, `one of "http", "tcp"`} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("the Event says %q, want it to name %s", msg, want)
+			}
+		}
+		if got := e.owned(bad); len(got) != 0 {
+			t.Errorf("the cloud holds %d load balancers for a Service with a bad annotation, want 0", len(got))
+		}
+		s := e.getService(bad.Name)
+		s.Annotations[provider.AnnotationHealthCheckProtocol] = "tcp"
+		if _, err := e.admin.CoreV1().Services(namespace).Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		e.ingress(bad.Name, 30*time.Second)
+		if err := e.admin.CoreV1().Services(namespace).Delete(ctx, bad.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		e.poll(30*time.Second, "the load balancer of "+bad.Name+" to be gone", func() error {
+			if n := len(e.owned(bad)); n != 0 {
+				return fmt.Errorf("%d load balancers", n)
+			}
+			return nil
+		})
+	})
+
 	t.Run("leader-failover", func(t *testing.T) {
 		standby := e.startCCM("ccm-b")
 		old := holder(e.lease(mainLease))

@@ -60,9 +60,15 @@ const (
 	chaosMaxInternal  = 10
 	chaosMaxNodes     = 12
 	chaosArmedTimeout = 10 * time.Minute
-	internalPool      = "internal"
-	poolAnnotation    = "lb.ccmkit.io/pool"
-	excludeLabel      = v1.LabelNodeExcludeBalancers
+	// chaosReadySettle is how long a Node stays Ready before the driver
+	// terminates its instance: upstream's lifecycle controller acts on the
+	// Node list of its pass, and a pass that began while the Node was
+	// NotReady (slow, with faults) would delete it once the instance is
+	// gone although it is Ready by then (see vanished).
+	chaosReadySettle = time.Minute
+	internalPool     = "internal"
+	poolAnnotation   = "lb.ccmkit.io/pool"
+	excludeLabel     = v1.LabelNodeExcludeBalancers
 )
 
 var chaosBudget = cloudcall.BudgetOptions{ReadQPS: 10, ReadBurst: 20, WriteQPS: 5, WriteBurst: 10}
@@ -314,11 +320,12 @@ const (
 func (s instState) gone() bool { return s == instNone || s == instTerminated || s == instRemoved }
 
 type chaosNode struct {
-	name, id string
-	added    time.Time
-	inst     instState
-	ready    bool
-	excluded bool
+	name, id   string
+	added      time.Time
+	readySince time.Time // when the driver last made it Ready
+	inst       instState
+	ready      bool
+	excluded   bool
 }
 
 type chaosService struct {
@@ -901,6 +908,7 @@ func (c *chaos) addNode() {
 		// call's attempt timeout), and nodeNotReady keeps out of the read
 		// lag that follows this moment.
 		nd.added = time.Now()
+		nd.readySince = nd.added
 		if nd.inst != instNone {
 			ip := fmt.Sprintf("10.0.%d.%d", c.next/250, c.next%250+1)
 			must(c.t, c.cloud.AddInstance(fakecloud.NewInstance(nd.id, nd.name, ip)))
@@ -969,10 +977,31 @@ func (c *chaos) setReady(nd *chaosNode, ready bool) {
 		_, err = c.client.CoreV1().Nodes().UpdateStatus(c.ctx, n, metav1.UpdateOptions{})
 		return err
 	})
+	if c.vanished(nd, err) {
+		return
+	}
 	if err != nil {
 		c.fatalf("setting node %s Ready=%v: %v", nd.name, ready, err)
 	}
 	nd.ready = ready
+	if ready {
+		nd.readySince = time.Now()
+	}
+}
+
+// vanished reports whether err says that nd's Node is gone although the
+// driver did not delete it, and forgets the Node then. That is legitimate
+// only when its instance is gone: upstream's lifecycle controller deletes
+// the Node of a missing instance from the Node list of its pass, which may
+// predate the driver marking the Node Ready (chaosReadySettle makes it
+// rare). Any other disappearance is left to the caller's fatal error.
+func (c *chaos) vanished(nd *chaosNode, err error) bool {
+	if !apierrors.IsNotFound(err) || !nd.inst.gone() {
+		return false
+	}
+	c.logf("  node %s deleted by the lifecycle controller (its instance is gone; a pass that saw it NotReady)", nd.name)
+	delete(c.nodes, nd.name)
+	return true
 }
 
 // nodeNotReady marks a Node NotReady, as a kubelet that stopped reporting.
@@ -1029,7 +1058,9 @@ func (c *chaos) startInstance() bool {
 }
 
 func (c *chaos) terminateInstance() bool {
-	nd, ok := pick(c, c.sortedNodes(), func(n *chaosNode) bool { return n.inst == instRunning || n.inst == instStopped })
+	nd, ok := pick(c, c.sortedNodes(), func(n *chaosNode) bool {
+		return (n.inst == instRunning || n.inst == instStopped) && (!n.ready || time.Since(n.readySince) > chaosReadySettle)
+	})
 	if !ok {
 		return false
 	}
@@ -1074,6 +1105,9 @@ func (c *chaos) toggleExclusion() bool {
 			_, err = c.client.CoreV1().Nodes().Update(c.ctx, n, metav1.UpdateOptions{})
 			return err
 		})
+		if c.vanished(nd, err) {
+			return
+		}
 		if err != nil {
 			c.fatalf("labelling node %s: %v", nd.name, err)
 		}

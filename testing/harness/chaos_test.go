@@ -538,7 +538,7 @@ func (c *chaos) startProvider() {
 	}
 	// The new service controller's node worker syncs once per Node with an
 	// empty service cache while the gate holds the service workers.
-	time.Sleep(2 * time.Second)
+	time.Sleep(2 * time.Second) // simulated time: synctest bubble
 	synctest.Wait()
 	c.gate.Open()
 }
@@ -556,7 +556,7 @@ func (c *chaos) stopProvider() {
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
 		n := c.cloud.TotalCalls()
-		time.Sleep(2 * time.Second)
+		time.Sleep(2 * time.Second) // simulated time: synctest bubble
 		synctest.Wait()
 		if c.gate.inflight.Load() == 0 && c.cloud.TotalCalls() == n {
 			break
@@ -574,7 +574,7 @@ func (c *chaos) restart() {
 	c.logf("restart %d: stop the provider", c.restarts)
 	c.quiesce()
 	c.stopProvider()
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // simulated time: synctest bubble
 	c.startProvider()
 	c.logf("restart %d: new provider running", c.restarts)
 }
@@ -592,7 +592,7 @@ func (c *chaos) quiesce() {
 		if time.Now().After(deadline) {
 			c.fatalf("load-balancer calls still in flight after 10 minutes")
 		}
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // simulated time: synctest bubble
 	}
 }
 
@@ -613,7 +613,7 @@ func (c *chaos) nodeOp(what string, fn func()) {
 			if time.Now().After(deadline) {
 				c.fatalf("node %s (NotReady, instance gone) not deleted after %s", nd.name, chaosArmedTimeout)
 			}
-			time.Sleep(time.Second)
+			time.Sleep(time.Second) // simulated time: synctest bubble
 		}
 		synctest.Wait()
 		c.logf("  node %s deleted by the lifecycle controller", nd.name)
@@ -1131,7 +1131,7 @@ func (c *chaos) crashPoint() bool {
 func (c *chaos) sleep() bool {
 	d := time.Duration(5+c.rng.IntN(56)) * time.Second
 	c.logf("sleep %s", d)
-	time.Sleep(d)
+	time.Sleep(d) // simulated time: synctest bubble
 	return true
 }
 

@@ -1036,24 +1036,23 @@ func (c *chaos) nodeReady() bool {
 }
 
 func (c *chaos) stopInstance() bool {
-	nd, ok := pick(c, c.sortedNodes(), func(n *chaosNode) bool { return n.inst == instRunning })
-	if !ok {
-		return false
-	}
-	c.logf("stop instance %s of %s", nd.id, nd.name)
-	must(c.t, c.cloud.SetInstanceState(nd.id, instances.StateStopped))
-	nd.inst = instStopped
-	return true
+	return c.moveInstance("stop", instRunning, instStopped, instances.StateStopped)
 }
 
 func (c *chaos) startInstance() bool {
-	nd, ok := pick(c, c.sortedNodes(), func(n *chaosNode) bool { return n.inst == instStopped })
+	return c.moveInstance("start", instStopped, instRunning, instances.StateRunning)
+}
+
+// moveInstance moves the instance of a Node whose instance is in state from
+// to state to (the cloud's state cloud).
+func (c *chaos) moveInstance(verb string, from, to instState, cloud instances.State) bool {
+	nd, ok := pick(c, c.sortedNodes(), func(n *chaosNode) bool { return n.inst == from })
 	if !ok {
 		return false
 	}
-	c.logf("start instance %s of %s", nd.id, nd.name)
-	must(c.t, c.cloud.SetInstanceState(nd.id, instances.StateRunning))
-	nd.inst = instRunning
+	c.logf("%s instance %s of %s", verb, nd.id, nd.name)
+	must(c.t, c.cloud.SetInstanceState(nd.id, cloud))
+	nd.inst = to
 	return true
 }
 

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -210,18 +209,6 @@ func (e *env) ingress(name string, timeout time.Duration) corev1.LoadBalancerIng
 		return nil
 	})
 	return in
-}
-
-// ask connects to addr and returns the first line the far end sends.
-func ask(addr string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return strings.TrimSpace(line), err
 }
 
 // owned returns the cloud's load balancers owned by svc.
@@ -449,7 +436,7 @@ func TestEndToEnd(t *testing.T) {
 			}
 			in = s.Status.LoadBalancer.Ingress[0]
 			var err error
-			answer, err = ask(net.JoinHostPort(in.IP, "80"))
+			answer, err = stack.Ask(net.JoinHostPort(in.IP, "80"))
 			return err
 		})
 		t.Logf("figure: Service creation -> first byte through the load balancer: %v", time.Since(start).Round(time.Millisecond))
@@ -603,7 +590,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("the cloud holds %d load balancers, want 3", len(all))
 		}
 		e.poll(20*time.Second, "traffic through "+pending.Name+"'s load balancer", func() error {
-			_, err := ask(net.JoinHostPort(e.getService(pending.Name).Status.LoadBalancer.Ingress[0].IP, "80"))
+			_, err := stack.Ask(net.JoinHostPort(e.getService(pending.Name).Status.LoadBalancer.Ingress[0].IP, "80"))
 			return err
 		})
 		if rv := e.getService(first.Name).ResourceVersion; rv != firstRV {
@@ -629,7 +616,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("the cloud still holds %d load balancers of the deleted %s", len(got), first.Name)
 		}
 		e.poll(10*time.Second, "the load balancer to stop serving", func() error {
-			if _, err := ask(net.JoinHostPort(firstIP, "80")); err == nil {
+			if _, err := stack.Ask(net.JoinHostPort(firstIP, "80")); err == nil {
 				return fmt.Errorf("%s:80 still answers", firstIP)
 			}
 			return nil

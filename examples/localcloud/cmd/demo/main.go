@@ -16,7 +16,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -214,7 +213,7 @@ func run(ctx context.Context, binDir string, keep, stay bool) (err error) {
 	for i := range 3 {
 		var answer string
 		if err := stack.Poll(ctx, 30*time.Second, "an answer through "+addr, func() error {
-			answer, err = ask(addr)
+			answer, err = stack.Ask(addr)
 			return err
 		}); err != nil {
 			return err
@@ -260,15 +259,4 @@ func run(ctx context.Context, binDir string, keep, stay bool) (err error) {
 func exists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
-}
-
-func ask(addr string) (string, error) {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return strings.TrimSpace(line), err
 }

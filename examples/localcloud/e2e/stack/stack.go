@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -552,4 +553,18 @@ func parseMetrics(text, prefix string) ([]Series, error) {
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// Ask connects to addr (a fake Node's port, or a load balancer in front of
+// them) and returns the first line the far end sends: a FakeNode's name.
+// It gives up after a second to connect and three to read.
+func Ask(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line), err
 }

@@ -289,6 +289,15 @@ func (h *Harness) Running(name string) bool {
 // Stop stops every controller and the informers and waits for every
 // controller it started to return. It is idempotent; Start registers it
 // with t.Cleanup.
+//
+// Upstream's controllers return from Run without waiting for their
+// workers, and a worker that reported an error as its controller stopped
+// sleeps out the error handlers' rate limit (1ms, see InstallErrorBackoff)
+// before it sees its queue shut down. Stop therefore sleeps that long
+// after the controllers have returned. Inside a synctest bubble that costs
+// no real time and is what lets such a worker wake: the bubble's clock
+// stops once its main goroutine exits, and a worker still asleep then
+// deadlocks the bubble.
 func (h *Harness) Stop() {
 	h.once.Do(func() {
 		h.cancel()
@@ -296,6 +305,7 @@ func (h *Harness) Stop() {
 			<-t.Done()
 		}
 		h.Informers.Shutdown()
+		time.Sleep(errorBackoffMinPeriod)
 	})
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/utils/ptr"
 
 	"github.com/ccmkit/ccmkit/cloudcall"
@@ -227,6 +228,27 @@ func TestServiceControllerBadAnnotation(t *testing.T) {
 		assert.Contains(t, e.Message, `one of "small", "large"`, "the Event says what is allowed")
 		synctest.Wait()
 		assert.Equal(t, 0, cloud.TotalCalls(), "no cloud call")
+	})
+}
+
+// TestStopWaitsForAWorkerInTheErrorBackoff pins the cause of a CI
+// failure of TestServiceControllerBadAnnotation: upstream's controllers
+// leave their workers running when Run returns, and a worker that reported
+// an error as its controller stopped sleeps out the error handlers' 1ms rate
+// limit. Time stops in a bubble once its main goroutine exits, so unless
+// Stop lets that millisecond pass, the worker never wakes and the bubble
+// deadlocks. The goroutine below is such a worker: its second error comes
+// at the same instant as its first, so it sleeps.
+func TestStopWaitsForAWorkerInTheErrorBackoff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cloud := fakecloud.New(fakecloud.Options{})
+		h := harness.Start(t, harness.Options{Provider: lbProvider(t, cloud, lb.Options{}, cloudcall.BudgetOptions{}), Controllers: []string{harness.Service}})
+		go func() {
+			<-h.Context().Done()
+			for range 2 {
+				utilruntime.HandleError(errors.New("a worker's error as its controller stops"))
+			}
+		}()
 	})
 }
 

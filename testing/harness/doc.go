@@ -44,7 +44,9 @@
 // starts and syncs the informers, runs the controllers and registers
 // [Harness.Stop] with t.Cleanup; Stop waits for every controller it started
 // (every controller is stopped before the test, or its bubble, ends, on
-// failure paths too). The Wait helpers poll a condition until it holds or a
+// failure paths too), then for the error handlers' rate limit, so that an
+// upstream worker that outlives its controller's Run is not left asleep
+// when the bubble's clock stops. The Wait helpers poll a condition until it holds or a
 // timeout passes; they never sleep for a fixed time.
 //
 // When the lifecycle controller deletes a Node: only while the Node is

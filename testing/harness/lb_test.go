@@ -238,7 +238,11 @@ func TestServiceControllerBadAnnotation(t *testing.T) {
 // limit. Time stops in a bubble once its main goroutine exits, so unless
 // Stop lets that millisecond pass, the worker never wakes and the bubble
 // deadlocks. The goroutine below is such a worker: its second error comes
-// at the same instant as its first, so it sleeps.
+// at the same instant as its first, so it sleeps. The check is synctest's
+// own: without the wait in Stop, synctest.Test fails with "main bubble
+// goroutine has exited but blocked goroutines remain". (Waiting for the
+// worker here instead would hide the bug: a blocked main goroutine lets
+// the bubble's clock move.)
 func TestStopWaitsForAWorkerInTheErrorBackoff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cloud := fakecloud.New(fakecloud.Options{})
